@@ -1,0 +1,196 @@
+"""The scenario table: each ViZDoom scenario is a TOML file in ``scenarios/``, loaded into a ScenarioSpec.
+
+Scenarios are data, not code (Sample Factory's ``DOOM_ENVS`` table): a user adds one by dropping a
+``.toml`` file into ``scenarios/`` or by passing the file's path to ``--scenario``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be found or whose file is invalid."""
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """Everything needed to build one scenario's environment, plus its training defaults."""
+
+    name: str
+    config: str  # absolute path of the ViZDoom .cfg file
+    description: str = ""
+    buttons: tuple[str, ...] = ()  # empty: the buttons the .cfg declares
+    actions: tuple[tuple[int, ...], ...] = ()  # button vectors; empty: one action per button
+    resolution: str = "RES_160X120"
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels cut from top, bottom, left, right
+    size: tuple[int, int] = (84, 84)  # (height, width) after resizing
+    grayscale: bool = True
+    frame_skip: int = 4
+    reward_scale: float = 1.0
+    timeout: int = 0  # episode timeout in tics; 0: the .cfg's own
+    target_reward: float = float("inf")  # raw greedy evaluation mean at which training stops
+    train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
+    source: str = ""  # the file this spec was read from
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        """Shape of one observation, channels first."""
+        return (1 if self.grayscale else 3, self.size[0], self.size[1])
+
+    @property
+    def num_actions(self) -> int:
+        """Size of the discrete action set."""
+        return len(self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, numbers, strings) for checkpoints and logs."""
+        return dataclasses.asdict(self)
+
+
+_KNOWN_KEYS = {f.name for f in dataclasses.fields(ScenarioSpec)} - {"name", "source"}
+_REQUIRED_KEYS = {"config"}
+
+
+def known_scenarios(directory: Path = SCENARIOS_DIR) -> list[str]:
+    """Names of the scenarios shipped in ``directory``, sorted."""
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def _vizdoom_scenarios_path() -> str:
+    import vizdoom  # imported lazily: listing scenarios should not need the engine
+
+    return vizdoom.scenarios_path
+
+
+def _resolve_config(config: str, scenario_file: Path) -> str:
+    """A config beside the scenario file wins; otherwise it is one of ViZDoom's bundled scenarios."""
+    candidates = [Path(config)] if os.path.isabs(config) else [
+        scenario_file.parent / config,
+        Path(_vizdoom_scenarios_path()) / config,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate.resolve())
+    tried = ", ".join(str(c) for c in candidates)
+    raise ScenarioError(f"{scenario_file}: ViZDoom config '{config}' not found (looked in: {tried})")
+
+
+def _default_actions(num_buttons: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(i == j) for j in range(num_buttons)) for i in range(num_buttons))
+
+
+def _cfg_buttons(config_path: str) -> tuple[str, ...]:
+    """The buttons a ViZDoom .cfg declares, read by the engine's own parser (no game is started)."""
+    import vizdoom
+
+    game = vizdoom.DoomGame()
+    game.load_config(config_path)
+    return tuple(b.name for b in game.get_available_buttons())
+
+
+def _pair(value: Any, name: str, path: Path, length: int) -> tuple[int, ...]:
+    if not (isinstance(value, list) and len(value) == length and all(isinstance(v, int) and v >= 0 for v in value)):
+        raise ScenarioError(f"{path}: '{name}' must be a list of {length} non-negative integers, got {value!r}")
+    return tuple(value)
+
+
+def load_scenario_file(path: Path) -> ScenarioSpec:
+    """Parse and validate one scenario file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ScenarioError(f"{path}: cannot read scenario file ({err})") from err
+    unknown = set(data) - _KNOWN_KEYS
+    if unknown:
+        raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KNOWN_KEYS)}")
+    missing = _REQUIRED_KEYS - set(data)
+    if missing:
+        raise ScenarioError(f"{path}: missing required keys {sorted(missing)}")
+
+    config = _resolve_config(str(data["config"]), path)
+    buttons = tuple(str(b).upper() for b in data.get("buttons", ())) or _cfg_buttons(config)
+    if not buttons:
+        raise ScenarioError(f"{path}: no buttons given and none found in {config}")
+    import vizdoom
+
+    bad = [b for b in buttons if not hasattr(vizdoom.Button, b)]
+    if bad:
+        raise ScenarioError(f"{path}: unknown ViZDoom buttons {bad}")
+    actions = tuple(tuple(int(x) for x in a) for a in data.get("actions", ())) or _default_actions(len(buttons))
+    if any(len(a) != len(buttons) for a in actions):
+        raise ScenarioError(f"{path}: every action must have one entry per button ({len(buttons)})")
+    resolution = str(data.get("resolution", "RES_160X120"))
+    if not hasattr(vizdoom.ScreenResolution, resolution):
+        raise ScenarioError(f"{path}: unknown resolution '{resolution}'")
+    frame_skip = data.get("frame_skip", 4)
+    if not isinstance(frame_skip, int) or frame_skip < 1:
+        raise ScenarioError(f"{path}: 'frame_skip' must be a positive integer, got {frame_skip!r}")
+    size = _pair(data.get("size", [84, 84]), "size", path, 2)
+    if min(size) < 16:
+        raise ScenarioError(f"{path}: 'size' must be at least 16x16, got {list(size)}")
+    train = data.get("train", {})
+    if not isinstance(train, dict):
+        raise ScenarioError(f"{path}: [train] must be a table")
+    return ScenarioSpec(
+        name=path.stem,
+        config=config,
+        description=str(data.get("description", "")),
+        buttons=buttons,
+        actions=actions,
+        resolution=resolution,
+        crop=_pair(data.get("crop", [0, 0, 0, 0]), "crop", path, 4),
+        size=size,
+        grayscale=bool(data.get("grayscale", True)),
+        frame_skip=frame_skip,
+        reward_scale=float(data.get("reward_scale", 1.0)),
+        timeout=int(data.get("timeout", 0)),
+        target_reward=float(data.get("target_reward", float("inf"))),
+        train=dict(train),
+        source=str(path.resolve()),
+    )
+
+
+def load_scenario(name_or_path: str, directory: Path = SCENARIOS_DIR) -> ScenarioSpec:
+    """Load a scenario by name (a file in ``scenarios/``) or by the path of a ``.toml`` file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path:
+        if not path.is_file():
+            raise ScenarioError(f"scenario file not found: {name_or_path}")
+        return load_scenario_file(path)
+    candidate = directory / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        known = ", ".join(known_scenarios(directory)) or "(none)"
+        raise ScenarioError(f"unknown scenario '{name_or_path}'; known scenarios: {known}")
+    return load_scenario_file(candidate)
+
+
+def scenario_table(directory: Path = SCENARIOS_DIR) -> str:
+    """A human-readable table of the shipped scenarios, for ``--list-scenarios``."""
+    rows = [("name", "actions", "frame skip", "reward scale", "target", "description")]
+    for name in known_scenarios(directory):
+        try:
+            spec = load_scenario(name, directory)
+        except ScenarioError as err:
+            rows.append((name, "-", "-", "-", "-", f"INVALID: {err}"))
+            continue
+        rows.append((name, str(spec.num_actions), str(spec.frame_skip), f"{spec.reward_scale:g}",
+                     f"{spec.target_reward:g}", spec.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    return "\n".join(lines)
+
+
+__all__ = ["ScenarioSpec", "ScenarioError", "load_scenario", "load_scenario_file", "known_scenarios",
+           "scenario_table", "SCENARIOS_DIR"]
