@@ -1,0 +1,110 @@
+"""One typed dataclass of training settings, parsed once at the entry point and saved with every run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Every field is a command-line option (``rollout_len`` -> ``--rollout-len``)."""
+
+    scenario: str = _help("scenario name (see --list-scenarios) or path of a scenario .toml", default="basic")
+    workers: int = _help(f"number of worker processes [default: the number of CPU cores, {os.cpu_count() or 1} here]",
+                         default_factory=lambda: os.cpu_count() or 1)
+    envs_per_worker: int = _help("games each worker steps, acting on them with one batched forward pass",
+                                 default=4)
+    rollout_len: int = _help("environment steps per rollout before a bootstrapped update", default=30)
+    gamma: float = _help("discount factor", default=0.99)
+    gae_lambda: float = _help("GAE lambda (1.0: plain n-step returns)", default=1.0)
+    lr: float = _help("Adam learning rate", default=3e-4)
+    adam_eps: float = _help("Adam epsilon", default=1e-5)
+    entropy_beta: float = _help("entropy bonus coefficient", default=0.01)
+    value_coef: float = _help("value loss coefficient", default=0.5)
+    max_grad_norm: float = _help("gradient-norm clipping threshold", default=40.0)
+    hidden_size: int = _help("LSTM hidden size", default=256)
+    seed: int = _help("random seed; worker i uses seed + i", default=1)
+    max_frames: int = _help("stop after this many frames (env steps x frame skip); 0: no limit", default=0)
+    max_minutes: float = _help("stop after this many minutes of training; 0: no limit", default=0.0)
+    target_reward: float = _help("stop once a greedy evaluation reaches this mean raw reward "
+                                 "(default: the scenario's target)", default=float("nan"))
+    eval_interval: float = _help("seconds between greedy evaluations (they pick best.pt and test the target)",
+                                 default=20.0)
+    eval_episodes: int = _help("episodes per periodic greedy evaluation", default=20)
+    final_eval_episodes: int = _help("episodes of the final greedy evaluation", default=100)
+    gif_interval: float = _help("seconds between GIFs of a greedy episode (one more is written at the end); "
+                                "0: only the final one", default=120.0)
+    checkpoint_interval: float = _help("seconds between checkpoints of latest.pt", default=60.0)
+    log_interval: float = _help("seconds between progress lines", default=10.0)
+    run_name: str = _help("name of this run under runs/<scenario>/ (default: date and time)", default="")
+    runs_dir: str = _help("TensorBoard root directory", default="runs")
+    models_dir: str = _help("checkpoint root directory (checkpoints go to <models-dir>/<scenario>/)",
+                            default="models")
+    frames_dir: str = _help("GIF root directory (GIFs go to <frames-dir>/<scenario>/)", default="frames")
+    resume: bool = _help("continue from <models-dir>/<scenario>/latest.pt", default=False)
+
+    def validate(self) -> None:
+        """Raise ValueError with a readable message for settings that cannot work."""
+        positive_ints = ["workers", "envs_per_worker", "rollout_len", "hidden_size", "eval_episodes",
+                         "final_eval_episodes"]
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ["max_frames", "max_minutes", "gif_interval"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+        for name in ["lr", "adam_eps", "max_grad_norm", "eval_interval", "checkpoint_interval", "log_interval"]:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ["gamma", "gae_lambda"]:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{_flag(name)} must be between 0 and 1, got {getattr(self, name)}")
+        for name in ["entropy_beta", "value_coef"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for checkpoints and TensorBoard."""
+        return dataclasses.asdict(self)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per TrainConfig field; defaults stay None so scenario defaults can fill them."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = f"--{_flag(f.name)}"
+        help_text = f.metadata.get("help", "")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            continue
+        kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        if f.default is not dataclasses.MISSING:  # computed defaults describe themselves in the help
+            help_text = f"{help_text} [default: {f.default}]"
+        parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, scenario_overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the scenario's [train] table, then the command line: the last one given wins."""
+    cfg = TrainConfig()
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in (scenario_overrides or {}).items():
+        if key not in names:
+            raise ValueError(f"scenario [train] table: unknown setting '{key}'")
+        setattr(cfg, key, type(getattr(cfg, key))(value))
+    for key in names:
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(cfg, key, value)
+    cfg.validate()
+    return cfg
