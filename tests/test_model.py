@@ -1,0 +1,76 @@
+"""The actor-critic network: shapes, the recurrent-state reset, and unroll == step-by-step."""
+
+from __future__ import annotations
+
+import torch
+
+from doom_a3c.model import ActorCritic
+
+OBS_SHAPE = (1, 84, 84)
+
+
+def _model(seed=0, actions=3):
+    torch.manual_seed(seed)
+    return ActorCritic(OBS_SHAPE, actions, hidden_size=32)
+
+
+def _obs(batch, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, *OBS_SHAPE), dtype=torch.uint8, generator=generator)
+
+
+def test_forward_shapes_and_initial_state():
+    model = _model()
+    h, c = model.initial_state(4)
+    assert h.shape == c.shape == (4, 32) and not h.any() and not c.any()
+    logits, value, (h2, c2) = model(_obs(4), (h, c), torch.zeros(4))
+    assert logits.shape == (4, 3) and value.shape == (4,) and h2.shape == (4, 32) and c2.shape == (4, 32)
+
+
+def test_policy_starts_near_uniform():
+    """The small-norm policy head: every action starts with probability close to 1/A."""
+    model = _model(actions=5)
+    logits, _, _ = model(_obs(8), model.initial_state(8), torch.zeros(8))
+    probs = logits.softmax(dim=1)
+    assert torch.allclose(probs, torch.full_like(probs, 0.2), atol=0.02)
+
+
+def test_done_resets_the_recurrent_state_for_that_sequence_only():
+    model = _model()
+    obs = _obs(2)
+    # A state that has seen something, for both sequences.
+    _, _, state = model(_obs(2, seed=1), model.initial_state(2), torch.zeros(2))
+    assert state[0].abs().sum() > 0
+    logits_reset, value_reset, _ = model(obs, state, torch.tensor([1.0, 0.0]))
+    logits_fresh, value_fresh, _ = model(obs, model.initial_state(2), torch.zeros(2))
+    logits_kept, value_kept, _ = model(obs, state, torch.zeros(2))
+    # Sequence 0 started a new episode: same output as from a zero state.
+    assert torch.allclose(logits_reset[0], logits_fresh[0]) and torch.allclose(value_reset[0], value_fresh[0])
+    # Sequence 1 did not: its memory is kept, which gives a different output from the zero state.
+    assert torch.allclose(logits_reset[1], logits_kept[1]) and torch.allclose(value_reset[1], value_kept[1])
+    assert not torch.allclose(value_reset[1], value_fresh[1])
+
+
+def test_unroll_matches_step_by_step_from_a_carried_state():
+    model = _model()
+    steps, batch = 6, 2
+    obs = _obs(steps * batch, seed=3).view(steps, batch, *OBS_SHAPE)
+    done = torch.zeros(steps, batch)
+    done[3, 0] = 1.0  # sequence 0 starts a new episode at step 3
+    _, _, start_state = model(_obs(batch, seed=4), model.initial_state(batch), torch.zeros(batch))
+    logits, values, final = model.unroll(obs, start_state, done)
+    state = start_state
+    for t in range(steps):
+        step_logits, step_value, state = model(obs[t], state, done[t])
+        assert torch.allclose(logits[t], step_logits, atol=1e-6)
+        assert torch.allclose(values[t], step_value, atol=1e-6)
+    assert torch.allclose(final[0], state[0], atol=1e-6) and torch.allclose(final[1], state[1], atol=1e-6)
+
+
+def test_model_kwargs_rebuild_the_same_architecture():
+    model = _model(actions=7)
+    clone = ActorCritic(**{**model.model_kwargs(), "obs_shape": tuple(model.model_kwargs()["obs_shape"])})
+    clone.load_state_dict(model.state_dict())
+    obs = _obs(1)
+    assert torch.equal(model(obs, model.initial_state(1), torch.zeros(1))[0],
+                       clone(obs, clone.initial_state(1), torch.zeros(1))[0])

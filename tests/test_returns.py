@@ -1,0 +1,127 @@
+"""GAE, bootstrapped returns and the A3C loss against slow, obvious references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from doom_a3c.returns import a3c_loss, compute_gae
+
+
+def reference_gae(rewards, values, dones, last_value, gamma, lam):
+    """Straight from the definitions, one sequence and one step at a time, in plain Python floats."""
+    steps = len(rewards)
+    advantages = [0.0] * steps
+    for t in range(steps):
+        # A_t = sum_k (gamma*lam)^k delta_{t+k}, stopping after the step where an episode ends.
+        total, discount = 0.0, 1.0
+        for k in range(t, steps):
+            next_value = 0.0 if dones[k] else (values[k + 1] if k + 1 < steps else last_value)
+            delta = rewards[k] + gamma * next_value - values[k]
+            total += discount * delta
+            if dones[k]:
+                break
+            discount *= gamma * lam
+        advantages[t] = total
+    return advantages, [a + v for a, v in zip(advantages, values)]
+
+
+def reference_nstep_returns(rewards, dones, last_value, gamma):
+    """Bootstrapped n-step returns: R_t = r_t + gamma * R_{t+1}, R_T = V(s_T), 0 after a terminal."""
+    returns, running = [0.0] * len(rewards), last_value
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running * (0.0 if dones[t] else 1.0)
+        returns[t] = running
+    return returns
+
+
+def _random_rollout(generator, steps=30, batch=3):
+    rewards = torch.randn(steps, batch, generator=generator)
+    values = torch.randn(steps, batch, generator=generator)
+    dones = (torch.rand(steps, batch, generator=generator) < 0.15).float()
+    last_value = torch.randn(batch, generator=generator)
+    return rewards, values, dones, last_value
+
+
+@pytest.mark.parametrize("gamma,lam", [(0.99, 1.0), (0.99, 0.95), (0.9, 0.0), (1.0, 0.5)])
+def test_gae_matches_reference(gamma, lam):
+    generator = torch.Generator().manual_seed(0)
+    rewards, values, dones, last_value = _random_rollout(generator)
+    advantages, returns = compute_gae(rewards, values, dones, last_value, gamma, lam)
+    assert advantages.shape == returns.shape == rewards.shape
+    for b in range(rewards.shape[1]):
+        adv_ref, ret_ref = reference_gae(rewards[:, b].tolist(), values[:, b].tolist(), dones[:, b].tolist(),
+                                         float(last_value[b]), gamma, lam)
+        assert advantages[:, b].tolist() == pytest.approx(adv_ref, abs=1e-5)
+        assert returns[:, b].tolist() == pytest.approx(ret_ref, abs=1e-5)
+
+
+def test_lambda_one_gives_bootstrapped_nstep_returns():
+    generator = torch.Generator().manual_seed(1)
+    rewards, values, dones, last_value = _random_rollout(generator, steps=20, batch=2)
+    _, returns = compute_gae(rewards, values, dones, last_value, 0.97, 1.0)
+    for b in range(2):
+        expected = reference_nstep_returns(rewards[:, b].tolist(), dones[:, b].tolist(), float(last_value[b]), 0.97)
+        assert returns[:, b].tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_rollout_without_episode_end_bootstraps_from_last_value():
+    rewards = torch.tensor([[1.0], [1.0], [1.0]])
+    values = torch.zeros(3, 1)
+    dones = torch.zeros(3, 1)
+    _, returns = compute_gae(rewards, values, dones, torch.tensor([10.0]), 0.5, 1.0)
+    # R_2 = 1 + 0.5*10 = 6, R_1 = 1 + 0.5*6 = 4, R_0 = 1 + 0.5*4 = 3
+    assert returns[:, 0].tolist() == pytest.approx([3.0, 4.0, 6.0])
+
+
+def test_terminal_step_does_not_bootstrap_across_episodes():
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.0], [100.0], [0.0]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends at step 1; step 2 is a new episode
+    _, returns = compute_gae(rewards, values, dones, torch.tensor([7.0]), 0.5, 1.0)
+    assert returns[1, 0] == pytest.approx(2.0)  # nothing after the terminal step, not V(s_2), not 7
+    assert returns[0, 0] == pytest.approx(1.0 + 0.5 * 2.0)
+    assert returns[2, 0] == pytest.approx(3.0 + 0.5 * 7.0)
+
+
+def test_truncation_bootstraps_from_the_value_where_it_was_cut():
+    """A timeout folds gamma * V(final obs) into its last reward and is marked done (the worker does
+    this): the return then differs from a real terminal by exactly that bootstrap."""
+    gamma, v_final = 0.9, 5.0
+    rewards = torch.tensor([[1.0], [1.0]])
+    values = torch.zeros(2, 1)
+    dones = torch.tensor([[0.0], [1.0]])
+    _, terminal = compute_gae(rewards, values, dones, torch.tensor([0.0]), gamma, 1.0)
+    truncated_rewards = rewards.clone()
+    truncated_rewards[1, 0] += gamma * v_final
+    _, truncated = compute_gae(truncated_rewards, values, dones, torch.tensor([123.0]), gamma, 1.0)
+    assert terminal[:, 0].tolist() == pytest.approx([1.9, 1.0])
+    assert truncated[:, 0].tolist() == pytest.approx([1.0 + gamma * (1.0 + gamma * v_final), 1.0 + gamma * v_final])
+
+
+def test_a3c_loss_matches_hand_computation():
+    logits = torch.tensor([[0.0, 1.0], [2.0, 0.0]], requires_grad=True)
+    values = torch.tensor([0.5, -1.0], requires_grad=True)
+    actions = torch.tensor([1, 0])
+    advantages = torch.tensor([2.0, -1.0])
+    returns = torch.tensor([1.5, 0.0])
+    beta, value_coef = 0.01, 0.5
+    loss, stats = a3c_loss(logits, values, actions, advantages, returns, beta, value_coef)
+
+    def log_softmax(row):
+        top = math.log(sum(math.exp(x) for x in row))
+        return [x - top for x in row]
+
+    lp = [log_softmax([0.0, 1.0]), log_softmax([2.0, 0.0])]
+    policy = -(lp[0][1] * 2.0 + lp[1][0] * -1.0) / 2
+    entropy = -sum(math.exp(x) * x for row in lp for x in row) / 2
+    value = ((1.5 - 0.5) ** 2 + (0.0 + 1.0) ** 2) / 2
+    assert stats["losses/policy"] == pytest.approx(policy, rel=1e-5)
+    assert stats["losses/entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert stats["losses/value"] == pytest.approx(value, rel=1e-5)
+    assert loss.item() == pytest.approx(policy - beta * entropy + value_coef * value, rel=1e-5)
+    loss.backward()
+    # Advantages and returns are targets: the value gradient is value_coef * 2 * (v - R) / N.
+    assert values.grad.tolist() == pytest.approx([0.5 * 2 * (0.5 - 1.5) / 2, 0.5 * 2 * (-1.0 - 0.0) / 2])

@@ -1,0 +1,93 @@
+"""Scenarios are data: every shipped file loads, a dropped-in file works, bad ones say what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from doom_a3c.envs import ScenarioError, known_scenarios, load_scenario, make_env, scenario_table
+
+REQUIRED = ["basic", "defend_the_center", "defend_the_line", "health_gathering", "deadly_corridor",
+            "my_way_home", "take_cover"]
+
+
+def test_required_scenarios_are_shipped():
+    assert set(REQUIRED) <= set(known_scenarios())
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_each_shipped_scenario_loads_and_steps(name):
+    spec = load_scenario(name)
+    assert Path(spec.config).is_file()
+    assert spec.num_actions >= 2 and all(len(a) == len(spec.buttons) for a in spec.actions)
+    assert spec.frame_skip >= 1 and spec.reward_scale > 0 and spec.target_reward == spec.target_reward
+    env = make_env(spec, seed=0)
+    try:
+        obs, _ = env.reset()
+        assert obs.shape == spec.obs_shape
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs.shape == spec.obs_shape and "raw_reward" in info
+    finally:
+        env.close()
+
+
+def test_unknown_scenario_lists_the_known_ones():
+    with pytest.raises(ScenarioError) as err:
+        load_scenario("no_such_scenario")
+    message = str(err.value)
+    assert "no_such_scenario" in message
+    for name in REQUIRED:
+        assert name in message
+
+
+def test_a_scenario_file_given_by_path(tmp_path):
+    path = tmp_path / "my_basic.toml"
+    path.write_text('config = "basic.cfg"\nbuttons = ["MOVE_LEFT", "MOVE_RIGHT", "ATTACK"]\n'
+                    'crop = [0, 0, 0, 0]\nsize = [42, 42]\nframe_skip = 2\ntarget_reward = 50\n'
+                    '[train]\nlr = 0.001\n')
+    spec = load_scenario(str(path))
+    assert spec.name == "my_basic" and spec.obs_shape == (1, 42, 42) and spec.frame_skip == 2
+    assert spec.num_actions == 3 and spec.train == {"lr": 0.001}
+    env = make_env(spec)
+    try:
+        assert env.reset()[0].shape == (1, 42, 42)
+    finally:
+        env.close()
+
+
+def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
+    (tmp_path / "corridor2.toml").write_text('config = "deadly_corridor.cfg"\n')
+    assert known_scenarios(tmp_path) == ["corridor2"]
+    spec = load_scenario("corridor2", directory=tmp_path)
+    assert spec.buttons  # taken from the .cfg when the file names none
+    assert "corridor2" in scenario_table(tmp_path)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ('config = "basic.cfg"\ncrop = [1, 2]\n', "'crop' must be a list of 4"),
+    ('config = "basic.cfg"\nframe_skip = 0\n', "'frame_skip' must be a positive integer"),
+    ('config = "basic.cfg"\nbuttons = ["FLY"]\n', "unknown ViZDoom buttons"),
+    ('config = "basic.cfg"\nspeed = 3\n', "unknown keys ['speed']"),
+    ('config = "nowhere.cfg"\n', "ViZDoom config 'nowhere.cfg' not found"),
+    ('buttons = ["ATTACK"]\n', "missing required keys ['config']"),
+    ('config = "basic.cfg\n', "cannot read scenario file"),
+])
+def test_invalid_scenario_files_name_the_file_and_the_problem(tmp_path, text, fragment):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(str(path))
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_missing_scenario_path():
+    with pytest.raises(ScenarioError, match="scenario file not found"):
+        load_scenario("/nonexistent/place.toml")
+
+
+def test_table_lists_every_scenario():
+    table = scenario_table()
+    for name in REQUIRED:
+        assert name in table
+    assert "INVALID" not in table

@@ -1,0 +1,113 @@
+"""The A3C worker on the real game: state carried across rollouts and replayed, truncation bootstrapped,
+gradients landing on the shared model. The worker runs in this process so its buffers can be inspected."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from doom_a3c.config import TrainConfig
+from doom_a3c.model import ActorCritic
+from doom_a3c.shared_optim import SharedAdam
+from doom_a3c.worker import SharedHandles, Worker
+
+
+def _worker(spec, **overrides):
+    torch.manual_seed(0)
+    cfg = TrainConfig(workers=1, **overrides)
+    model = ActorCritic(spec.obs_shape, spec.num_actions, cfg.hidden_size)
+    model.share_memory()
+    ctx = mp.get_context("spawn")
+    handles = SharedHandles(model, SharedAdam(model.parameters(), lr=cfg.lr), ctx.Lock(), ctx.Value("q", 0),
+                            ctx.Queue(), ctx.Event())
+    worker = Worker(0, cfg, spec, handles)
+    worker.sync_weights()
+    return worker
+
+
+class _RecordOutcome:
+    """Passes every call through to the real environment and remembers how each step ended."""
+
+    def __init__(self, env):
+        self.env, self.log = env, []
+
+    def reset(self, **kwargs):
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        result = self.env.step(action)
+        self.log.append((result[1], result[2], result[3]))
+        return result
+
+    def close(self):
+        self.env.close()
+
+
+def _start(worker):
+    obs = torch.stack([torch.from_numpy(env.reset()[0]) for env in worker.envs])
+    return obs, worker.model.initial_state(len(worker.envs)), torch.ones(len(worker.envs))
+
+
+def test_update_replays_the_rollout_from_the_state_it_started_in(basic_spec):
+    worker = _worker(basic_spec, envs_per_worker=2, rollout_len=20)
+    try:
+        obs, state, start = _start(worker)
+        obs, state, start = worker.collect(obs, state, start)  # the second rollout starts mid-episode
+        first_state = (state[0].clone(), state[1].clone())
+        worker.collect(obs, state, start)
+        _, replayed, _ = worker.model.unroll(worker.obs_buf, first_state, worker.starts)
+        assert torch.allclose(replayed, worker.values, atol=1e-5)  # exactly what was seen while acting
+        zeros = worker.model.initial_state(2)
+        _, from_zeros, _ = worker.model.unroll(worker.obs_buf, zeros, worker.starts)
+        assert not torch.allclose(from_zeros, worker.values, atol=1e-3)  # so the carried state matters
+    finally:
+        worker.close()
+
+
+def test_truncation_bootstraps_and_termination_does_not(basic_spec):
+    spec = dataclasses.replace(basic_spec, timeout=60)  # 15 steps, so several endings per rollout
+    worker = _worker(spec, envs_per_worker=2, rollout_len=30)
+    with torch.no_grad():  # a critic that says V(s) = 3 everywhere makes the bootstrap visible
+        worker.model.value.weight.zero_()
+        worker.model.value.bias.fill_(3.0)
+    worker.envs = [_RecordOutcome(env) for env in worker.envs]
+    try:
+        obs, state, start = _start(worker)
+        seen = {"terminated": 0, "truncated": 0}
+        for _ in range(4):
+            for env in worker.envs:
+                env.log.clear()
+            obs, state, start = worker.collect(obs, state, start)
+            for i, env in enumerate(worker.envs):
+                for t, (scaled, terminated, truncated) in enumerate(env.log):
+                    if truncated:
+                        seen["truncated"] += 1
+                        assert worker.rewards[t, i] == pytest.approx(scaled + worker.cfg.gamma * 3.0)
+                    else:
+                        seen["terminated"] += terminated
+                        assert worker.rewards[t, i] == pytest.approx(scaled)
+                    assert worker.dones[t, i] == float(terminated or truncated)
+        assert seen["truncated"] > 0
+    finally:
+        worker.close()
+
+
+def test_update_steps_the_shared_model_and_reports(basic_spec):
+    worker = _worker(basic_spec, envs_per_worker=1, rollout_len=10)
+    shared = worker.shared
+    before = [p.detach().clone() for p in shared.model.parameters()]
+    try:
+        obs, state, start = _start(worker)
+        first_state = (state[0].clone(), state[1].clone())
+        obs, state, start = worker.collect(obs, state, start)
+        with torch.inference_mode():
+            _, last_value, _ = worker.model(obs, state, start)
+        stats = worker.update(first_state, last_value.clone())
+    finally:
+        worker.close()
+    assert shared.optimizer.steps == 1
+    assert all(not torch.equal(a, b) for a, b in zip(before, shared.model.parameters()))
+    assert stats["losses/grad_norm"] > 0 and set(stats) >= {"losses/policy", "losses/value", "losses/entropy"}
