@@ -8,6 +8,7 @@ import json
 import math
 import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +37,7 @@ class WorkerError(RuntimeError):
 class TrainResult:
     """How a training run ended."""
 
-    stop_reason: str  # "target", "max_frames", "max_minutes", "interrupted"
+    stop_reason: str  # "target", "max_frames", "max_minutes", "requested", "interrupted"
     frames: int
     seconds: float
     final_eval: dict = field(default_factory=dict)
@@ -74,7 +75,12 @@ class Trainer:
         self.model_dir = Path(cfg.models_dir) / spec.name
         self.gif_dir = Path(cfg.frames_dir) / spec.name
         self.latest_path = self.model_dir / "latest.pt"
+        self._stop_requested = threading.Event()
         self.best_path = self.model_dir / "best.pt"
+
+    def request_stop(self) -> None:
+        """Ask a running ``train()`` (from another thread) to stop as if a limit had been reached."""
+        self._stop_requested.set()
 
     # -- output -------------------------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -332,6 +338,8 @@ class Trainer:
                 return "max_frames"
             if cfg.max_minutes and elapsed >= cfg.max_minutes * 60:
                 return "max_minutes"
+            if self._stop_requested.is_set():
+                return "requested"
 
     def _eta(self, frames: int, fps: float, elapsed: float) -> str:
         """Time left until the nearest of the frame and time limits (the target may come sooner)."""

@@ -39,6 +39,25 @@ def preprocess_frame(frame: np.ndarray, spec: ScenarioSpec) -> np.ndarray:
     return np.ascontiguousarray(resized.transpose(2, 0, 1))
 
 
+def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
+    """A started ViZDoom game configured for ``spec``: the one place its engine settings are made."""
+    game = vizdoom.DoomGame()
+    game.load_config(spec.config)
+    game.set_available_buttons([getattr(vizdoom.Button, b) for b in spec.buttons])
+    game.set_screen_resolution(getattr(vizdoom.ScreenResolution, spec.resolution))
+    # Colour is kept for GIFs and for the window; grayscale conversion happens in preprocess_frame.
+    game.set_screen_format(vizdoom.ScreenFormat.RGB24)
+    game.set_window_visible(visible)
+    # In the window, the game runs at its real 35 tics/s; headless, as fast as it can.
+    game.set_mode(vizdoom.Mode.ASYNC_PLAYER if visible else vizdoom.Mode.PLAYER)
+    if spec.timeout:
+        game.set_episode_timeout(spec.timeout)
+    if seed is not None:
+        game.set_seed(int(seed) % (2**31))
+    game.init()
+    return game
+
+
 class DoomEnv(gym.Env):
     """One ViZDoom game as a gymnasium environment.
 
@@ -63,26 +82,12 @@ class DoomEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(spec.num_actions)
         self._actions = [[float(x) for x in a] for a in spec.actions]
 
-        game = vizdoom.DoomGame()
-        game.load_config(spec.config)
-        game.set_available_buttons([getattr(vizdoom.Button, b) for b in spec.buttons])
-        game.set_screen_resolution(getattr(vizdoom.ScreenResolution, spec.resolution))
-        # Colour is kept for GIFs and for the window; grayscale conversion happens in preprocess_frame.
-        game.set_screen_format(vizdoom.ScreenFormat.RGB24)
-        game.set_window_visible(render_mode == "human")
-        # In the window, the game runs at its real 35 tics/s; headless, as fast as it can.
-        game.set_mode(vizdoom.Mode.ASYNC_PLAYER if render_mode == "human" else vizdoom.Mode.PLAYER)
-        if spec.timeout:
-            game.set_episode_timeout(spec.timeout)
-        if seed is not None:
-            game.set_seed(int(seed) % (2**31))
         try:
-            game.init()
+            self.game = build_game(spec, seed=seed, visible=render_mode == "human")
         except Exception as err:  # vizdoom raises its own exception types
             if render_mode == "human":
                 raise DisplayError(f"could not open the game window ({err})") from err
             raise
-        self.game = game
         self._obs = np.zeros(spec.obs_shape, dtype=np.uint8)
         self._frame = np.zeros((1, 1, 3), dtype=np.uint8)
         self._steps = 0

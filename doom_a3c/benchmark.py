@@ -1,0 +1,202 @@
+"""Training speed as a fraction of the game's own speed, measured in one run on the same cores.
+
+Three phases, one after the other, each with one process per core (``--workers``):
+
+1. raw game: the scenario's ViZDoom game, configured exactly as training configures it, stepped with
+   random actions and nothing else;
+2. the same through ``DoomEnv``, so with our observation preprocessing (crop, resize, grayscale);
+3. training: the real ``Trainer`` with ``train_doom.py``'s defaults, frames counted over a fixed span
+   after a warm-up, and the peak resident memory of all its processes.
+
+Frames are environment steps x frame skip in every phase, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+
+import torch.multiprocessing as mp
+
+
+def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int, barrier, results) -> None:
+    """One process: step the game with random actions; report frames over ``seconds`` after ``warmup``."""
+    from doom_a3c.envs.doom import DoomEnv, build_game
+
+    rng = random.Random(seed)
+    env = game = None
+    if preprocess:
+        env = DoomEnv(spec, seed=seed)
+        env.reset()
+        num_actions = spec.num_actions
+
+        def step() -> None:
+            _, _, terminated, truncated, _ = env.step(rng.randrange(num_actions))
+            if terminated or truncated:
+                env.reset()
+    else:
+        game = build_game(spec, seed=seed)
+        actions = [[float(x) for x in a] for a in spec.actions]
+        skip = spec.frame_skip
+
+        def step() -> None:
+            game.make_action(actions[rng.randrange(len(actions))], skip)
+            if game.is_episode_finished():
+                game.new_episode()
+            else:
+                game.get_state()  # what training reads every step: the screen buffer
+
+    barrier.wait()  # every process measures over the same stretch of time
+    deadline = time.monotonic() + warmup
+    while time.monotonic() < deadline:
+        step()
+    steps, start = 0, time.monotonic()
+    end = start + seconds
+    while True:
+        for _ in range(64):
+            step()
+        steps += 64
+        now = time.monotonic()
+        if now >= end:
+            break
+    results.put(steps * spec.frame_skip / (now - start))
+    (env or game).close()
+
+
+def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> float:
+    """Total frames/s of ``workers`` processes stepping the game at once."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    processes = [ctx.Process(target=_game_loop, args=(spec, seconds, warmup, preprocess, 1000 + i, barrier, results))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    total = sum(results.get(timeout=seconds + warmup + 120) for _ in processes)
+    for process in processes:
+        process.join(timeout=30)
+    return total
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """Peak resident set size of a live process (Linux's VmHWM); 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
+    """Run the real trainer with its defaults; frames/s over ``seconds`` after ``warmup``, and peak memory."""
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.trainer import Trainer
+
+    with tempfile.TemporaryDirectory(prefix="doom_a3c_bench_") as tmp:
+        cfg = TrainConfig(scenario=spec.name, workers=workers, run_name="benchmark", runs_dir=f"{tmp}/runs",
+                          models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1)
+        for key, value in spec.train.items():  # the scenario's own defaults, as train_doom.py applies them
+            setattr(cfg, key, type(getattr(cfg, key))(value))
+        cfg.max_frames, cfg.max_minutes, cfg.target_reward = 0, 0.0, math.inf
+        trainer = Trainer(cfg, spec, out=io.StringIO())
+        measured: dict = {}
+
+        def sample() -> None:
+            while not getattr(trainer, "handles", None) or trainer.handles.frames.value == 0:
+                time.sleep(0.05)  # until the workers have finished their first update
+            time.sleep(warmup)
+            frames0, start = trainer.handles.frames.value, time.monotonic()
+            time.sleep(seconds)
+            frames1, end = trainer.handles.frames.value, time.monotonic()
+            pids = [os.getpid()] + [p.pid for p in trainer.processes]
+            measured.update(fps=(frames1 - frames0) / (end - start),
+                            peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
+                            processes=len(pids))
+            trainer.request_stop()
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        trainer.train()
+        sampler.join()
+    return {**measured, "envs_per_worker": cfg.envs_per_worker}
+
+
+def run(scenario: str, workers: int, seconds: float, warmup: float) -> dict:
+    """All three phases; returns the figures as a dict."""
+    from doom_a3c.envs import load_scenario
+
+    spec = load_scenario(scenario)
+    raw = measure_game(spec, workers, seconds, warmup, preprocess=False)
+    preprocessed = measure_game(spec, workers, seconds, warmup, preprocess=True)
+    training = measure_training(spec, workers, seconds, warmup)
+    return {
+        "scenario": spec.name,
+        "workers": workers,
+        "cpu_count": os.cpu_count(),
+        "seconds": seconds,
+        "frame_skip": spec.frame_skip,
+        "resolution": spec.resolution,
+        "observation": list(spec.obs_shape),
+        "raw_fps": raw,
+        "preprocessed_fps": preprocessed,
+        "training_fps": training["fps"],
+        "training_envs_per_worker": training["envs_per_worker"],
+        "preprocessed_ratio": preprocessed / raw,
+        "training_ratio": training["fps"] / raw,
+        "training_peak_rss_mb": training["peak_rss_bytes"] / 2**20,
+        "training_processes": training["processes"],
+    }
+
+
+def format_table(r: dict) -> str:
+    """The figures as a Markdown table with a heading line."""
+    lines = [
+        f"benchmark: {r['scenario']}, {r['workers']} processes on {r['cpu_count']} cores, {r['seconds']:g} s per "
+        f"phase; frames = env steps x frame skip {r['frame_skip']}; {r['resolution']} -> {tuple(r['observation'])}",
+        "",
+        "| phase | frames/s | ratio to raw |",
+        "|---|---:|---:|",
+        f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 |",
+        f"| game + observation preprocessing | {r['preprocessed_fps']:,.0f} | {r['preprocessed_ratio']:.2f} |",
+        f"| training (train_doom.py defaults, {r['training_envs_per_worker']} games per worker) | "
+        f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} |",
+        "",
+        f"peak resident memory of the {r['training_processes']} training processes together: "
+        f"{r['training_peak_rss_mb']:,.0f} MB",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``benchmark.py``: print the table (or JSON); exit 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="basic", help="scenario name or .toml path [default: basic]")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured span of each phase [default: 30]")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds run before each measured span [default: 5]")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"processes in every phase [default: the number of CPU cores, {os.cpu_count()} here]")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    args = parser.parse_args(argv)
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1 or args.seconds <= 0 or args.warmup < 0:
+        print("benchmark.py: error: --workers and --seconds must be positive, --warmup 0 or more", file=sys.stderr)
+        return 2
+    from doom_a3c.envs import ScenarioError
+
+    try:
+        figures = run(args.scenario, workers, args.seconds, args.warmup)
+    except ScenarioError as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(figures, indent=2) if args.json else format_table(figures))
+    return 0
