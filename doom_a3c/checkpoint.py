@@ -44,6 +44,10 @@ def save_checkpoint(path: str | Path, *, model: ActorCritic, scenario: dict, con
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates the file readable by its owner only; give it the permissions of any new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
