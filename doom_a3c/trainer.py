@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import queue
+import signal
 import sys
 import threading
 import time
@@ -181,6 +182,12 @@ class Trainer:
         self.started = time.monotonic()
         self.seconds_before = float(self.counters["seconds"])
         stop_reason = "interrupted"
+        previous_sigterm = None
+        if threading.current_thread() is threading.main_thread():
+            # A SIGTERM (kill, a job scheduler, a closing terminal) stops training like Ctrl-C does:
+            # workers stopped, checkpoint saved. Its default would end this process on the spot and
+            # leave the workers and their games running with no one to stop them.
+            previous_sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             stop_reason = self._supervise()
         except KeyboardInterrupt:
@@ -189,6 +196,8 @@ class Trainer:
             self._stop_workers()
             self._sync_counters()
             self._save(self.latest_path)
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
         result = TrainResult(stop_reason, self.counters["frames"], time.monotonic() - self.started,
                              best_eval=self.best_eval, run_dir=str(self.run_dir),
                              checkpoint_dir=str(self.model_dir), gifs=self.gifs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import ScenarioSpec, make_env
@@ -78,7 +79,7 @@ class Worker:
         obs = torch.stack([torch.from_numpy(env.reset()[0]) for env in self.envs])
         state = self.model.initial_state(len(self.envs))
         start = torch.ones(len(self.envs))
-        while not shared.stop.is_set():
+        while not shared.stop.is_set() and _supervisor_alive():
             self.sync_weights()
             # Detached copies: the update replays the rollout from exactly this state, not from zeros.
             first_state = (state[0].clone(), state[1].clone())
@@ -146,3 +147,10 @@ class Worker:
         """Shut the games down."""
         for env in self.envs:
             env.close()
+
+
+def _supervisor_alive() -> bool:
+    """False once the process that started this worker has died (killed with SIGKILL, say), so that a
+    worker never trains on without anyone to stop it. True in the supervisor's own process (tests)."""
+    parent = mp.parent_process()
+    return parent is None or parent.is_alive()
