@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from doom_a3c.model import ActorCritic
+from doom_a3c.model import ActorCritic, acting_mode
 
 
 @dataclass
@@ -20,6 +20,7 @@ class EpisodeResult:
 
 
 @torch.inference_mode()
+@acting_mode()
 def run_episode(env, model: ActorCritic, greedy: bool = True, record: bool = False,
                 generator: torch.Generator | None = None) -> EpisodeResult:
     """Play one episode; greedy takes the most likely action, otherwise actions are sampled."""

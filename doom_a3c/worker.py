@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import ScenarioSpec, make_env
-from doom_a3c.model import ActorCritic
+from doom_a3c.model import ActorCritic, acting_mode
 from doom_a3c.returns import a3c_loss, compute_gae
 from doom_a3c.shared_optim import SharedAdam
 
@@ -94,8 +94,18 @@ class Worker:
             shared.stats.put(("update", self.rank, stats))
 
     def collect(self, obs: torch.Tensor, state, start: torch.Tensor):
-        """Step every game ``rollout_len`` times, filling the rollout buffers."""
+        """Step every game ``rollout_len`` times, filling the rollout buffers.
+
+        Per-game bookkeeping goes through NumPy views of the torch buffers: indexing a torch tensor
+        from Python costs microseconds a call, paid per game per step.
+        """
+        with acting_mode():
+            return self._collect(obs, state, start)
+
+    def _collect(self, obs: torch.Tensor, state, start: torch.Tensor):
         gamma = self.cfg.gamma
+        obs_np = obs.numpy()  # the next observations, written in place as the games step
+        rewards, dones = self.rewards.numpy(), self.dones.numpy()
         for t in range(self.cfg.rollout_len):
             self.obs_buf[t].copy_(obs)
             self.starts[t].copy_(start)
@@ -104,22 +114,22 @@ class Worker:
                 actions = torch.multinomial(logits.softmax(dim=1), 1).squeeze(1)
             self.actions[t].copy_(actions)
             self.values[t].copy_(value)
-            for i, env in enumerate(self.envs):
-                next_obs, reward, terminated, truncated, info = env.step(int(actions[i]))
+            for i, (env, action) in enumerate(zip(self.envs, actions.tolist())):
+                next_obs, reward, terminated, truncated, info = env.step(action)
                 if truncated and not terminated:
                     # A timeout is not a terminal state: bootstrap from the value where it was cut.
                     with torch.inference_mode():
                         row = (state[0][i : i + 1], state[1][i : i + 1])
                         _, tail, _ = self.model(torch.from_numpy(next_obs).unsqueeze(0), row, torch.zeros(1))
                     reward += gamma * float(tail)
-                self.rewards[t, i] = reward
+                rewards[t, i] = reward
                 ended = terminated or truncated
-                self.dones[t, i] = float(ended)
+                dones[t, i] = ended
                 if ended:
                     episode = info["episode"]
                     self.shared.stats.put(("episode", self.rank, {"reward": episode["r"], "length": episode["l"]}))
                     next_obs, _ = env.reset()
-                obs[i] = torch.from_numpy(next_obs)
+                obs_np[i] = next_obs
             start = self.dones[t].clone()
         return obs, state, start
 

@@ -74,3 +74,42 @@ def test_model_kwargs_rebuild_the_same_architecture():
     obs = _obs(1)
     assert torch.equal(model(obs, model.initial_state(1), torch.zeros(1))[0],
                        clone(obs, clone.initial_state(1), torch.zeros(1))[0])
+
+
+def _step_by_step(model, obs, state, done):
+    logits, values = [], []
+    for t in range(done.shape[0]):
+        step_logits, step_value, state = model(obs[t], state, done[t])
+        logits.append(step_logits)
+        values.append(step_value)
+    return torch.stack(logits), torch.stack(values), state
+
+
+def test_unroll_matches_the_step_loop_in_outputs_and_gradients():
+    """Episode starts at t=0, back to back, at the last step, and games with none: the batched unroll
+    used by the update must give the acting step loop's outputs, final state and gradients."""
+    steps, batch = 7, 5
+    done = torch.zeros(steps, batch)
+    done[0, 0] = 1.0  # starts a new episode at the first step: no carried state
+    done[2, 1] = done[3, 1] = 1.0  # two one-step-apart starts
+    done[6, 2] = 1.0  # at the last step
+    done[1, 3] = done[4, 3] = 1.0
+    # game 4: no episode start inside the rollout
+    obs = _obs(steps * batch, seed=5).view(steps, batch, *OBS_SHAPE)
+    results = []
+    for method in ("unroll", "steps"):
+        model = _model(seed=2)
+        _, _, state = model(_obs(batch, seed=6), model.initial_state(batch), torch.zeros(batch))
+        state = (state[0].detach(), state[1].detach())
+        if method == "unroll":
+            logits, values, final = model.unroll(obs, state, done)
+        else:
+            logits, values, final = _step_by_step(model, obs, state, done)
+        (logits.square().sum() + values.sum() + final[1].sum()).backward()
+        results.append((logits, values, final, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (l1, v1, f1, g1), (l2, v2, f2, g2) = results
+    assert torch.allclose(l1, l2, atol=1e-5) and torch.allclose(v1, v2, atol=1e-5)
+    assert torch.allclose(f1[0], f2[0], atol=1e-5) and torch.allclose(f1[1], f2[1], atol=1e-5)
+    for name in g1:
+        assert torch.allclose(g1[name], g2[name], atol=1e-4), name
+
