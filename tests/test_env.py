@@ -20,7 +20,7 @@ def env(basic_spec):
 
 def test_observation_shape_dtype_and_space(env, basic_spec):
     obs, info = env.reset(seed=3)
-    assert obs.shape == (1, 84, 84) == basic_spec.obs_shape
+    assert obs.shape == (1, 42, 42) == basic_spec.obs_shape
     assert obs.dtype == np.uint8
     assert env.observation_space.contains(obs)
     assert obs.std() > 0  # a real picture, not a blank frame
@@ -53,7 +53,7 @@ def test_colour_observation_is_channels_first():
     frame = np.zeros((120, 160, 3), dtype=np.uint8)
     frame[..., 0] = 255  # pure red
     obs = preprocess_frame(frame, spec)
-    assert obs.shape == (3, 84, 84)
+    assert obs.shape == (3, 42, 42)
     assert (obs[0] == 255).all() and not obs[1:].any()
 
 
