@@ -93,16 +93,13 @@ class Worker:
             stats["frames"] = frames
             shared.stats.put(("update", self.rank, stats))
 
+    @acting_mode()
     def collect(self, obs: torch.Tensor, state, start: torch.Tensor):
         """Step every game ``rollout_len`` times, filling the rollout buffers.
 
         Per-game bookkeeping goes through NumPy views of the torch buffers: indexing a torch tensor
         from Python costs microseconds a call, paid per game per step.
         """
-        with acting_mode():
-            return self._collect(obs, state, start)
-
-    def _collect(self, obs: torch.Tensor, state, start: torch.Tensor):
         gamma = self.cfg.gamma
         obs_np = obs.numpy()  # the next observations, written in place as the games step
         rewards, dones = self.rewards.numpy(), self.dones.numpy()

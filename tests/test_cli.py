@@ -86,16 +86,27 @@ def test_play_finds_best_checkpoint_by_scenario(trained):
     assert "sampled actions" in result.stdout
 
 
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and parent pid from /proc/<pid>/stat; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _running(pid: int) -> bool:
+    info = _state_and_parent(pid)
+    return info is not None and info[0] != "Z"
+
+
 def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``: the workers and their game engines."""
+    """Every running process below ``pid``: the workers and their game engines."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for entry in Path("/proc").glob("[0-9]*"):
+        info = _state_and_parent(int(entry.name))
+        if info is not None and info[0] != "Z":
+            children.setdefault(info[1], []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -108,13 +119,7 @@ def _alive(pids: list[int], seconds: float) -> list[int]:
     """The pids still running (not zombies) after waiting up to ``seconds`` for them to go."""
     deadline = time.monotonic() + seconds
     while True:
-        alive = []
-        for pid in pids:
-            try:
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    alive.append(pid)
-            except OSError:
-                pass
+        alive = [pid for pid in pids if _running(pid)]
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)
