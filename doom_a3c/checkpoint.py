@@ -79,18 +79,38 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(payload: dict[str, Any], path: str | Path,
                           obs_shape: tuple[int, ...] | None = None,
-                          num_actions: int | None = None) -> ActorCritic:
-    """Rebuild the model a checkpoint holds; check it fits the environment it is meant to play."""
-    kwargs = payload["model_kwargs"]
-    saved_shape, saved_actions = tuple(kwargs["obs_shape"]), int(kwargs["num_actions"])
+                          num_actions: int | None = None, *, action_space: Any = None) -> ActorCritic:
+    """Rebuild the model a checkpoint holds; check it fits the environment it is meant to play
+    (its observation shape, and ``num_actions`` discrete actions or the gymnasium ``action_space``)."""
+    kwargs = dict(payload["model_kwargs"])
+    saved_shape = tuple(kwargs["obs_shape"])
     if obs_shape is not None and tuple(obs_shape) != saved_shape:
         raise CheckpointError(f"{path}: model expects observations of shape {saved_shape}, "
-                              f"but this scenario gives {tuple(obs_shape)}")
-    if num_actions is not None and num_actions != saved_actions:
-        raise CheckpointError(f"{path}: model has {saved_actions} actions, but this scenario has {num_actions}")
-    model = ActorCritic(saved_shape, saved_actions, int(kwargs["hidden_size"]))
+                              f"but this environment gives {tuple(obs_shape)}")
+    try:
+        model = ActorCritic(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot rebuild the model ({err})") from err
+    if action_space is not None:
+        try:
+            expected = ActorCritic.from_spaces(_box(saved_shape), action_space, 1, lstm=False)
+        except ValueError as err:
+            raise CheckpointError(f"{path}: {err}") from err
+        if (expected.num_actions, expected.action_low, expected.action_high) != \
+                (model.num_actions, model.action_low, model.action_high):
+            raise CheckpointError(f"{path}: model has {model.describe_action_space()}, but this environment has "
+                                  f"{expected.describe_action_space()}")
+    if num_actions is not None and num_actions != model.num_actions:
+        raise CheckpointError(f"{path}: model has {model.num_actions} actions, but this scenario has {num_actions}")
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not match the model ({str(err).splitlines()[0]})") from err
     return model
+
+
+def _box(shape: tuple[int, ...]) -> Any:
+    import gymnasium as gym
+    import numpy as np
+
+    return gym.spaces.Box(0, 255, shape, dtype=np.uint8)

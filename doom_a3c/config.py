@@ -17,20 +17,27 @@ def _help(text: str, **kwargs: Any) -> Any:
 class TrainConfig:
     """Training settings. Every field is a command-line option (``rollout_len`` -> ``--rollout-len``)."""
 
-    scenario: str = _help("scenario name (see --list-scenarios) or path of a scenario .toml", default="basic")
+    scenario: str = _help("environment: a ViZDoom scenario (see --list-scenarios), a gymnasium id such as "
+                          "CartPole-v1 or ALE/Pong-v5, or the path of a .toml file", default="basic")
     workers: int = _help(f"number of worker processes [default: the number of CPU cores, {os.cpu_count() or 1} here]",
                          default_factory=lambda: os.cpu_count() or 1)
     envs_per_worker: int = _help("games each worker steps, acting on them with one batched forward pass",
                                  default=4)
-    rollout_len: int = _help("environment steps per rollout before a bootstrapped update", default=30)
+    rollout_len: int = _help("environment steps per rollout before a bootstrapped update; 0: whole episodes "
+                             "(each game plays one episode to its end per update)", default=30)
+    advantage: str = _help("what scales the policy gradient: gae (learned critic, A2C/A3C), returns (vanilla "
+                           "policy gradient on discounted returns), returns-mean (the same minus their mean); "
+                           "the last two need --rollout-len 0", default="gae")
     gamma: float = _help("discount factor", default=0.99)
     gae_lambda: float = _help("GAE lambda (1.0: plain n-step returns)", default=1.0)
     lr: float = _help("Adam learning rate", default=3e-4)
+    lr_decay: bool = _help("decay the learning rate linearly to 0 at --max-frames (needs --max-frames)", default=False)
     adam_eps: float = _help("Adam epsilon", default=1e-5)
     entropy_beta: float = _help("entropy bonus coefficient", default=0.01)
     value_coef: float = _help("value loss coefficient", default=0.5)
     max_grad_norm: float = _help("gradient-norm clipping threshold", default=40.0)
-    hidden_size: int = _help("LSTM hidden size", default=256)
+    hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
+    lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
     seed: int = _help("random seed; worker i uses seed + i", default=1)
     max_frames: int = _help("stop after this many frames (env steps x frame skip); 0: no limit", default=0)
     max_minutes: float = _help("stop after this many minutes of training; 0: no limit", default=0.0)
@@ -39,6 +46,8 @@ class TrainConfig:
     eval_interval: float = _help("seconds between greedy evaluations (they pick best.pt and test the target)",
                                  default=20.0)
     eval_episodes: int = _help("episodes per periodic greedy evaluation", default=20)
+    baseline_episodes: int = _help("episodes of a uniformly random agent played before training; their mean is "
+                                   "printed and logged as eval/random_baseline (0: skip)", default=10)
     final_eval_episodes: int = _help("episodes of the final greedy evaluation", default=100)
     gif_interval: float = _help("seconds between GIFs of a greedy episode (one more is written at the end); "
                                 "0: only the final one", default=120.0)
@@ -53,12 +62,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for settings that cannot work."""
-        positive_ints = ["workers", "envs_per_worker", "rollout_len", "hidden_size", "eval_episodes",
-                         "final_eval_episodes"]
+        positive_ints = ["workers", "envs_per_worker", "hidden_size", "eval_episodes", "final_eval_episodes"]
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ["max_frames", "max_minutes", "gif_interval"]:
+        for name in ["rollout_len", "baseline_episodes", "max_frames", "max_minutes", "gif_interval"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
         for name in ["lr", "adam_eps", "max_grad_norm", "eval_interval", "checkpoint_interval", "log_interval"]:
@@ -71,6 +79,16 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
 
+        if self.lr_decay and not self.max_frames:
+            raise ValueError("--lr-decay decays the learning rate to 0 at --max-frames: give --max-frames N")
+        from doom_a3c.returns import ADVANTAGES
+
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"--advantage must be one of {', '.join(ADVANTAGES)}, got '{self.advantage}'")
+        if self.advantage != "gae" and self.rollout_len != 0:
+            raise ValueError(f"--advantage {self.advantage} has no critic to bootstrap a cut-off rollout from: "
+                             "use --rollout-len 0 (whole episodes)")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for checkpoints and TensorBoard."""
         return dataclasses.asdict(self)
@@ -80,18 +98,22 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per TrainConfig field; defaults stay None so scenario defaults can fill them."""
+def add_config_arguments(parser: argparse.ArgumentParser, aliases: dict[str, list[str]] | None = None) -> None:
+    """Add one option per TrainConfig field; defaults stay None so scenario defaults can fill them.
+
+    ``aliases`` gives extra spellings, e.g. ``{"scenario": ["--env"]}``; the first one is shown first.
+    """
     for f in dataclasses.fields(TrainConfig):
-        flag = f"--{_flag(f.name)}"
+        flags = [*(aliases or {}).get(f.name, []), f"--{_flag(f.name)}"]
         help_text = f.metadata.get("help", "")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{help_text} [default: {f.default}]")
             continue
         kind = {"int": int, "float": float, "str": str}[str(f.type)]
         if f.default is not dataclasses.MISSING:  # computed defaults describe themselves in the help
             help_text = f"{help_text} [default: {f.default}]"
-        parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+        parser.add_argument(*flags, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 
 
 def config_from_args(args: argparse.Namespace, scenario_overrides: dict[str, Any] | None = None) -> TrainConfig:

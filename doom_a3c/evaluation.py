@@ -21,22 +21,23 @@ class EpisodeResult:
 
 @torch.inference_mode()
 @acting_mode()
-def run_episode(env, model: ActorCritic, greedy: bool = True, record: bool = False,
+def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: bool = False,
                 generator: torch.Generator | None = None) -> EpisodeResult:
-    """Play one episode; greedy takes the most likely action, otherwise actions are sampled."""
+    """Play one episode; greedy takes the most likely (or mean) action, otherwise actions are sampled.
+    ``model=None`` plays uniformly random actions from the env's action space: the random baseline."""
     obs, _ = env.reset()
-    state = model.initial_state(1)
+    state = model.initial_state(1) if model is not None else None
     not_done = torch.zeros(1)
     frames = [env.last_frame().copy()] if record else []
-    total, length = 0.0, 0
+    length = 0
     while True:
-        logits, _, state = model(torch.from_numpy(obs).unsqueeze(0), state, not_done)
-        if greedy:
-            action = int(logits.argmax(dim=1))
+        if model is None:
+            action = env.action_space.sample()
         else:
-            action = int(torch.multinomial(logits.softmax(dim=1), 1, generator=generator))
+            params, _, state = model(torch.as_tensor(obs).unsqueeze(0), state, not_done)
+            choice = model.policy.greedy(params) if greedy else model.policy.sample(params, generator=generator)
+            action = model.policy.to_env(choice[0].numpy())
         obs, _, terminated, truncated, info = env.step(action)
-        total += info["raw_reward"]
         length += 1
         if record:
             frames.append(env.last_frame().copy())
@@ -44,7 +45,7 @@ def run_episode(env, model: ActorCritic, greedy: bool = True, record: bool = Fal
             return EpisodeResult(float(info["episode"]["r"]), length, frames)
 
 
-def evaluate(env, model: ActorCritic, episodes: int, greedy: bool = True, record_first: bool = False,
+def evaluate(env, model: ActorCritic | None, episodes: int, greedy: bool = True, record_first: bool = False,
              generator: torch.Generator | None = None) -> tuple[list[EpisodeResult], list[np.ndarray]]:
     """Run ``episodes`` episodes; returns their results and the frames of the first if asked."""
     results = [run_episode(env, model, greedy, record_first and i == 0, generator) for i in range(episodes)]

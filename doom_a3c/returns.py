@@ -1,4 +1,4 @@
-"""Pure functions: generalised advantage estimation and the A3C loss."""
+"""Pure functions: generalised advantage estimation, the policy-gradient family's advantages, the loss."""
 
 from __future__ import annotations
 
@@ -29,26 +29,84 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return advantages, advantages + values
 
 
-def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
-             returns: torch.Tensor, entropy_beta: float, value_coef: float = 0.5) -> tuple[torch.Tensor, dict]:
-    """loss = policy loss - beta * entropy + value_coef * value loss (Mnih et al. 2016), averaged over steps.
+ADVANTAGES = ("gae", "returns", "returns-mean")
+"""The policy-gradient family, as ``--advantage``: what multiplies grad log pi(a|s).
 
-    ``logits`` (N, A), ``values``/``actions``/``advantages``/``returns`` (N,). Advantages and returns are
-    targets: no gradient flows through them.
+- ``gae``: the learned critic's generalised advantage (A2C/A3C; ``--gae-lambda 1`` gives n-step returns
+  minus V(s)); the only one that trains the value head and bootstraps.
+- ``returns``: vanilla policy gradient (REINFORCE, Williams 1992) on the discounted return from each step
+  to the end of its episode ("reward to go"); needs whole episodes (``--rollout-len 0``).
+- ``returns-mean``: the same minus a constant baseline, the mean of those returns over the batch.
+"""
+
+
+def uses_critic(advantage: str) -> bool:
+    """Whether this estimator learns and bootstraps from a value function."""
+    return advantage == "gae"
+
+
+def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Monte-Carlo returns G_t = r_t + gamma G_{t+1} over a (T, B) rollout, restarting where ``dones[t]`` = 1
+    and taking 0 after the last step (whole episodes: nothing to bootstrap)."""
+    zeros = torch.zeros_like(rewards)
+    _, returns = compute_gae(rewards, zeros, dones, zeros[0], gamma, 1.0)
+    return returns
+
+
+def estimate_advantages(advantage: str, rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+                        last_value: torch.Tensor, mask: torch.Tensor, gamma: float,
+                        gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(advantages, value targets) of a (T, B) rollout for one of ``ADVANTAGES``; ``mask`` marks real steps."""
+    if advantage == "gae":
+        return compute_gae(rewards, values, dones, last_value, gamma, gae_lambda)
+    returns = discounted_returns(rewards, dones, gamma)
+    if advantage == "returns":
+        return returns, returns
+    if advantage == "returns-mean":
+        baseline = (returns * mask).sum() / mask.sum().clamp(min=1)
+        return returns - baseline, returns
+    raise ValueError(f"unknown advantage estimator '{advantage}'; known: {', '.join(ADVANTAGES)}")
+
+
+def policy_gradient_loss(log_probs: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
+                         advantages: torch.Tensor, returns: torch.Tensor, entropy_beta: float,
+                         value_coef: float, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """loss = -mean(log pi(a|s) A) - beta mean(entropy) + value_coef mean((R - V)^2) (Mnih et al. 2016).
+
+    All arguments are (N,) over the steps of a rollout; means are taken over the steps where ``mask``
+    is 1 (default: all). Advantages and returns are targets: no gradient flows through them. With
+    ``value_coef`` 0 (the critic-free estimators) the value head gets no gradient.
     """
-    log_probs = F.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
-    entropy = -(probs * log_probs).sum(-1).mean()
-    action_log_probs = log_probs.gather(1, actions.long().unsqueeze(1)).squeeze(1)
-    policy_loss = -(action_log_probs * advantages.detach()).mean()
-    value_loss = (returns.detach() - values).pow(2).mean()
-    loss = policy_loss - entropy_beta * entropy + value_coef * value_loss
+    if mask is None:
+        mean = torch.mean
+    else:
+        weights = mask.float()
+        count = weights.sum().clamp(min=1.0)
+
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            return (x * weights).sum() / count
+
+    policy_loss = -mean(log_probs * advantages.detach())
+    entropy_mean = mean(entropy)
+    value_loss = mean((returns.detach() - values).pow(2))
+    loss = policy_loss - entropy_beta * entropy_mean
+    if value_coef:
+        loss = loss + value_coef * value_loss
     stats = {
         "losses/policy": policy_loss.item(),
         "losses/value": value_loss.item(),
-        "losses/entropy": entropy.item(),
+        "losses/entropy": entropy_mean.item(),
         "losses/total": loss.item(),
-        "values/estimate": values.detach().mean().item(),
-        "values/advantage": advantages.mean().item(),
+        "values/estimate": mean(values.detach()).item(),
+        "values/advantage": mean(advantages).item(),
     }
     return loss, stats
+
+
+def a3c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor,
+             returns: torch.Tensor, entropy_beta: float, value_coef: float = 0.5) -> tuple[torch.Tensor, dict]:
+    """``policy_gradient_loss`` for a categorical policy given by ``logits`` (N, A)."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    action_log_probs = log_probs.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+    return policy_gradient_loss(action_log_probs, entropy, values, advantages, returns, entropy_beta, value_coef)

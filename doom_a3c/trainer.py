@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from doom_a3c.config import TrainConfig
-from doom_a3c.envs import ScenarioSpec, make_env
+from doom_a3c.envs import EnvSpec, make_env
 from doom_a3c.evaluation import evaluate, summarize
 from doom_a3c.model import ActorCritic
 from doom_a3c.recording import write_gif
@@ -66,9 +66,9 @@ def _markdown_table(rows: dict) -> str:
 
 
 class Trainer:
-    """Runs A3C for one scenario; ``train()`` returns when a stop condition is met."""
+    """Runs A3C for one environment; ``train()`` returns when a stop condition is met."""
 
-    def __init__(self, cfg: TrainConfig, spec: ScenarioSpec, out=sys.stdout):
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, out=sys.stdout):
         self.cfg, self.spec, self.out = cfg, spec, out
         self.target = spec.target_reward if math.isnan(cfg.target_reward) else cfg.target_reward
         self.run_name = cfg.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -91,16 +91,19 @@ class Trainer:
     # -- setup --------------------------------------------------------------------------------------
     def _build(self) -> None:
         cfg, spec = self.cfg, self.spec
-        self.model = ActorCritic(spec.obs_shape, spec.num_actions, cfg.hidden_size)
+        # The evaluation env comes first: its spaces pick the model's encoder and head.
+        self.eval_env = make_env(spec, seed=cfg.seed + 100_000, render_mode="rgb_array")  # GIFs need frames
+        spaces = (self.eval_env.observation_space, self.eval_env.action_space)
+        self.model = ActorCritic.from_spaces(*spaces, hidden_size=cfg.hidden_size, lstm=cfg.lstm)
         self.counters = {"frames": 0, "updates": 0, "episodes": 0, "seconds": 0.0}
         self.best_eval = -math.inf
         optimizer_state = None
         if cfg.resume:
             payload = load_checkpoint(self.latest_path)
             if payload["scenario"].get("name") != spec.name:
-                raise CheckpointError(f"{self.latest_path}: trained on scenario "
-                                      f"'{payload['scenario'].get('name')}', not '{spec.name}'")
-            self.model = model_from_checkpoint(payload, self.latest_path, spec.obs_shape, spec.num_actions)
+                raise CheckpointError(f"{self.latest_path}: trained on '{payload['scenario'].get('name')}', "
+                                      f"not '{spec.name}'")
+            self.model = model_from_checkpoint(payload, self.latest_path, spaces[0].shape, action_space=spaces[1])
             self.counters.update(payload["counters"])
             self.best_eval = float(payload.get("evaluation", {}).get("best_mean", -math.inf))
             optimizer_state = payload.get("optimizer")
@@ -113,8 +116,7 @@ class Trainer:
                 raise CheckpointError(f"{self.latest_path}: optimizer state does not fit ({err})") from err
             for group in self.optimizer.param_groups:  # the command line's learning rate wins
                 group["lr"] = cfg.lr
-        self.eval_model = ActorCritic(spec.obs_shape, spec.num_actions, cfg.hidden_size)
-        self.eval_env = make_env(spec, seed=cfg.seed + 100_000)
+        self.eval_model = ActorCritic(**self.model.model_kwargs())
 
     def _open_writer(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,7 @@ class Trainer:
             source = self.model if model is None else model
             weights = {k: v.clone() for k, v in source.state_dict().items()}
             optimizer_state = copy.deepcopy(self.optimizer.state_dict())
-        snapshot = ActorCritic(self.spec.obs_shape, self.spec.num_actions, self.cfg.hidden_size)
+        snapshot = ActorCritic(**self.model.model_kwargs())
         snapshot.load_state_dict(weights)
         evaluation = {"best_mean": self.best_eval, **(evaluation or {})}
         save_checkpoint(path, model=snapshot, optimizer_state=optimizer_state, scenario=self.spec.to_dict(),
@@ -152,8 +154,17 @@ class Trainer:
         return summarize(results)
 
     def _write_gif(self, tag: str, frames: list) -> None:
-        path = write_gif(self.gif_dir / f"{self.run_name}-{tag}.gif", frames, fps=35 / self.spec.frame_skip)
+        path = write_gif(self.gif_dir / f"{self.run_name}-{tag}.gif", frames, fps=self.eval_env.steps_per_second)
         self.gifs.append(str(path))
+
+    def _random_baseline(self, episodes: int) -> None:
+        """What "learned" is measured against: a uniformly random agent on the evaluation env."""
+        self.eval_env.action_space.seed(self.cfg.seed)
+        results, _ = evaluate(self.eval_env, None, episodes)
+        baseline = summarize(results)
+        self.writer.add_scalar("eval/random_baseline", baseline["mean"], self.counters["frames"])
+        self.say(f"random agent: {baseline['mean']:.1f} ± {baseline['std']:.1f} over {episodes} episodes "
+                 f"(mean length {baseline['length']:.0f} steps)")
 
     def _log_final(self, final: dict) -> None:
         step = self.counters["frames"]
@@ -170,6 +181,8 @@ class Trainer:
         self._build()
         self._open_writer()
         self.gifs: list[str] = []
+        if cfg.baseline_episodes and not cfg.resume:
+            self._random_baseline(cfg.baseline_episodes)
         ctx = mp.get_context("spawn")
         self.handles = SharedHandles(self.model, self.optimizer, ctx.Lock(), ctx.Value("q", self.counters["frames"]),
                                      ctx.Queue(), ctx.Event())
@@ -204,6 +217,7 @@ class Trainer:
         if stop_reason == "interrupted":
             self.say(f"checkpoint saved to {self.latest_path}; continue with --resume")
             self.writer.close()
+            self.eval_env.close()
             return result
         if stop_reason == "target":
             # The periodic evaluation that reached the target was confirmed over final_eval_episodes
@@ -225,6 +239,7 @@ class Trainer:
         result.final_eval = final
         self._log_final(final)
         self.writer.close()
+        self.eval_env.close()
         self.say(f"final evaluation: {final['mean']:.1f} ± {final['std']:.1f} "
                  f"(min {final['min']:.0f}, max {final['max']:.0f}, mean length {final['length']:.1f} steps) "
                  f"over {final['episodes']} episodes")

@@ -196,7 +196,7 @@ def _cmdline(pid: int) -> str:
 @pytest.mark.parametrize("args,fragment", [
     (["--scenario", "doom3"], "unknown scenario 'doom3'; known scenarios: basic, "),
     (["--workers", "0"], "--workers must be at least 1, got 0"),
-    (["--rollout-len", "-5"], "--rollout-len must be at least 1, got -5"),
+    (["--rollout-len", "-5"], "--rollout-len must be 0 or more, got -5"),
     (["--gamma", "1.5"], "--gamma must be between 0 and 1"),
     (["--resume"], "checkpoint not found: models/basic/latest.pt"),
 ])

@@ -125,3 +125,59 @@ def test_a3c_loss_matches_hand_computation():
     loss.backward()
     # Advantages and returns are targets: the value gradient is value_coef * 2 * (v - R) / N.
     assert values.grad.tolist() == pytest.approx([0.5 * 2 * (0.5 - 1.5) / 2, 0.5 * 2 * (-1.0 - 0.0) / 2])
+
+
+# A tiny batch: one game, 4 steps, the episode ending at step 2 and a new one starting at step 3.
+_REWARDS = torch.tensor([[1.0], [0.0], [2.0], [3.0]])
+_DONES = torch.tensor([[0.0], [0.0], [1.0], [0.0]])
+_VALUES = torch.tensor([[0.5], [0.2], [1.0], [0.4]])
+_LOG_PROBS = torch.tensor([-0.1, -0.7, -0.3, -1.2])
+_ENTROPY = torch.tensor([0.6, 0.5, 0.4, 0.3])
+GAMMA = 0.5
+
+
+def test_discounted_returns_restart_at_episode_ends():
+    from doom_a3c.returns import discounted_returns
+
+    returns = discounted_returns(_REWARDS, _DONES, GAMMA)
+    # G2 = 2, G1 = 0 + 0.5*2 = 1, G0 = 1 + 0.5*1 = 1.5; the last step has nothing after it: G3 = 3.
+    assert returns.squeeze(1).tolist() == [1.5, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("advantage", ["returns", "returns-mean", "gae"])
+@pytest.mark.parametrize("beta", [0.0, 0.01])
+def test_each_policy_gradient_variant_loss_matches_hand_computation(advantage, beta):
+    from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
+
+    mask = torch.tensor([[1.0], [1.0], [1.0], [0.0]]) if advantage != "gae" else torch.ones(4, 1)
+    last_value = torch.tensor([0.8])
+    adv, ret = estimate_advantages(advantage, _REWARDS, _VALUES, _DONES, last_value, mask, GAMMA, 1.0)
+    value_coef = 0.5 if uses_critic(advantage) else 0.0
+    loss, stats = policy_gradient_loss(_LOG_PROBS, _ENTROPY, _VALUES.flatten(), adv.flatten(), ret.flatten(),
+                                       beta, value_coef, mask.flatten())
+    lp, ent = _LOG_PROBS.tolist(), _ENTROPY.tolist()
+    if advantage == "returns":  # vanilla policy gradient: the return from each step; step 3 masked out
+        a = [1.5, 1.0, 2.0]
+        expected = -(lp[0] * a[0] + lp[1] * a[1] + lp[2] * a[2]) / 3 - beta * (ent[0] + ent[1] + ent[2]) / 3
+    elif advantage == "returns-mean":  # minus the mean return of the real steps, 1.5
+        a = [0.0, -0.5, 0.5]
+        expected = -(lp[0] * a[0] + lp[1] * a[1] + lp[2] * a[2]) / 3 - beta * (ent[0] + ent[1] + ent[2]) / 3
+    else:  # n-step returns bootstrapped from V(s_4) = 0.8 after the new episode's step, minus V(s)
+        r = [1.5, 1.0, 2.0, 3.0 + 0.5 * 0.8]
+        v = [0.5, 0.2, 1.0, 0.4]
+        a = [r[i] - v[i] for i in range(4)]
+        value = sum((r[i] - v[i]) ** 2 for i in range(4)) / 4
+        expected = -sum(lp[i] * a[i] for i in range(4)) / 4 - beta * sum(ent) / 4 + 0.5 * value
+        assert stats["losses/value"] == pytest.approx(value)
+    assert adv.flatten()[: len(a)].tolist() == pytest.approx(a)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_critic_free_variants_give_the_value_head_no_gradient():
+    from doom_a3c.returns import policy_gradient_loss
+
+    values = _VALUES.flatten().clone().requires_grad_(True)
+    log_probs = _LOG_PROBS.clone().requires_grad_(True)
+    loss, _ = policy_gradient_loss(log_probs, _ENTROPY, values, torch.ones(4), torch.ones(4), 0.01, 0.0)
+    loss.backward()
+    assert values.grad is None and log_probs.grad is not None

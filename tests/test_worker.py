@@ -55,7 +55,7 @@ def test_update_replays_the_rollout_from_the_state_it_started_in(basic_spec):
     worker = _worker(basic_spec, envs_per_worker=2, rollout_len=20)
     try:
         obs, state, start = _start(worker)
-        obs, state, start = worker.collect(obs, state, start)  # the second rollout starts mid-episode
+        obs, state, start, _ = worker.collect(obs, state, start)  # the second rollout starts mid-episode
         first_state = (state[0].clone(), state[1].clone())
         worker.collect(obs, state, start)
         _, replayed, _ = worker.model.unroll(worker.obs_buf, first_state, worker.starts)
@@ -80,7 +80,7 @@ def test_truncation_bootstraps_and_termination_does_not(basic_spec):
         for _ in range(4):
             for env in worker.envs:
                 env.log.clear()
-            obs, state, start = worker.collect(obs, state, start)
+            obs, state, start, _ = worker.collect(obs, state, start)
             for i, env in enumerate(worker.envs):
                 for t, (scaled, terminated, truncated) in enumerate(env.log):
                     if truncated:
@@ -102,7 +102,7 @@ def test_update_steps_the_shared_model_and_reports(basic_spec):
     try:
         obs, state, start = _start(worker)
         first_state = (state[0].clone(), state[1].clone())
-        obs, state, start = worker.collect(obs, state, start)
+        obs, state, start, _ = worker.collect(obs, state, start)
         with torch.inference_mode():
             _, last_value, _ = worker.model(obs, state, start)
         stats = worker.update(first_state, last_value.clone())

@@ -77,6 +77,9 @@ class DoomEnv(gym.Env):
         self.scenario = spec
         self.render_mode = render_mode
         self.frame_skip = spec.frame_skip
+        self.steps_per_second = 35.0 / spec.frame_skip  # Doom runs at 35 tics a second
+        # Steps before the timeout ends an episode (None: only the .cfg's own timeout, unknown here).
+        self.max_episode_steps = -(-spec.timeout // spec.frame_skip) if spec.timeout else None
         self.reward_scale = spec.reward_scale
         self.observation_space = gym.spaces.Box(0, 255, spec.obs_shape, dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(spec.num_actions)

@@ -1,15 +1,75 @@
-"""``make_env``: the one place that turns a scenario into an environment.
+"""``make_env``: the one place that turns an environment spec into an environment, and
+``load_env_spec``: the one place that turns a name (a Doom scenario, a gymnasium id, a .toml) into a spec.
 
-This is the seam for other games: an Atari or classic-control factory returns a gymnasium.Env with
-the same contract (uint8 channels-first observations, Discrete actions, ``info["episode"]``).
+Both kinds of environment keep one contract (see ``gym_envs``), so the worker, the evaluation and the
+trainer never ask which game they are playing.
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
+from pathlib import Path
+from typing import Union
+
+import gymnasium as gym
+
 from doom_a3c.envs.doom import DoomEnv
-from doom_a3c.envs.scenarios import ScenarioSpec
+from doom_a3c.envs.gym_envs import GymSpec, find_gym_spec, gym_presets, load_gym_spec_file, make_gym_env
+from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError, ScenarioSpec, known_scenarios, load_scenario
+
+EnvSpec = Union[ScenarioSpec, GymSpec]
 
 
-def make_env(spec: ScenarioSpec, seed: int | None = None, render_mode: str | None = None) -> DoomEnv:
+def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
     """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``."""
+    if isinstance(spec, GymSpec):
+        return make_gym_env(spec, seed=seed, render_mode=render_mode)
     return DoomEnv(spec, render_mode=render_mode, seed=seed)
+
+
+def load_env_spec(name: str) -> EnvSpec:
+    """A ViZDoom scenario name, a gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or a .toml file's path."""
+    path = Path(name)
+    if path.suffix == ".toml" and path.is_file():
+        try:
+            is_gym = "env_id" in tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ScenarioError(f"{path}: cannot read environment file ({err})") from err
+        return load_gym_spec_file(path) if is_gym else load_scenario(name)
+    if path.suffix == ".toml" or os.sep in name and not name.startswith("ALE/"):
+        return load_scenario(name)  # reports the missing file
+    if name in known_scenarios():
+        return load_scenario(name)
+    spec = find_gym_spec(name)
+    if spec is not None:
+        return spec
+    raise ScenarioError(f"unknown environment '{name}'; ViZDoom scenarios: {', '.join(known_scenarios())}; "
+                        f"games with tuned defaults: {', '.join(gym_presets())}; "
+                        "or any registered gymnasium id (see --list-envs)")
+
+
+def env_table(directory: Path = SCENARIOS_DIR) -> str:
+    """The environments with shipped defaults, for ``--list-envs``."""
+    rows = [("name", "kind", "target", "description")]
+    for name in known_scenarios(directory):
+        try:
+            spec = load_scenario(name, directory)
+            rows.append((name, "ViZDoom", f"{spec.target_reward:g}", spec.description))
+        except ScenarioError as err:
+            rows.append((name, "ViZDoom", "-", f"INVALID: {err}"))
+    for env_id, path in gym_presets().items():
+        try:
+            gspec = load_gym_spec_file(path)
+            kind = "Atari" if gspec.atari else "gymnasium"
+            rows.append((env_id, kind, f"{gspec.target_reward:g}", gspec.description))
+        except ScenarioError as err:
+            rows.append((env_id, "gymnasium", "-", f"INVALID: {err}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    lines.append("Any other registered gymnasium id works too, with generic defaults.")
+    return "\n".join(lines)

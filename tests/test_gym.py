@@ -1,0 +1,211 @@
+"""Games beside Doom: Atari, classic control, Box2D, continuous control, on the real engines.
+
+Each family: its spec loads from the data in scenarios/gym/, its env keeps the contract the worker relies
+on, the model picks the right encoder and head, and the real worker trains on it for a few hundred steps.
+"""
+
+from __future__ import annotations
+
+import queue
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from doom_a3c.config import TrainConfig
+from doom_a3c.envs import GymSpec, ScenarioError, ScenarioSpec, load_env_spec, make_env
+from doom_a3c.model import ActorCritic, CategoricalHead, ConvEncoder, GaussianHead, MlpEncoder
+from doom_a3c.shared_optim import SharedAdam
+from doom_a3c.worker import SharedHandles, Worker
+
+# env id -> (observation shape, dtype, encoder, head)
+FAMILIES = {
+    "CartPole-v1": ((4,), np.float32, MlpEncoder, CategoricalHead),
+    "LunarLander-v3": ((8,), np.float32, MlpEncoder, CategoricalHead),
+    "Pendulum-v1": ((3,), np.float32, MlpEncoder, GaussianHead),
+    "ALE/Pong-v5": ((1, 84, 84), np.uint8, ConvEncoder, CategoricalHead),
+}
+
+
+def test_names_resolve_to_doom_scenarios_gym_presets_and_bare_gym_ids():
+    assert isinstance(load_env_spec("basic"), ScenarioSpec)
+    pong = load_env_spec("ALE/Pong-v5")
+    assert isinstance(pong, GymSpec) and pong.atari and pong.frame_skip == 4 and pong.name == "ALE-Pong-v5"
+    assert load_env_spec("ALE-Pong-v5") == pong  # the directory-safe name that runs/ and models/ use
+    cartpole = load_env_spec("CartPole-v1")
+    assert cartpole.target_reward == 475 and cartpole.train["lstm"] is False and cartpole.source
+    bare = load_env_spec("Acrobot-v1")  # registered, no preset: generic defaults
+    assert bare.env_id == "Acrobot-v1" and not bare.atari and bare.train == {} and bare.source == ""
+
+
+def test_unknown_environment_lists_what_is_known():
+    with pytest.raises(ScenarioError) as err:
+        load_env_spec("CartPole-v9")
+    message = str(err.value)
+    assert "unknown environment 'CartPole-v9'" in message
+    assert "basic" in message and "LunarLander-v3" in message and "ALE/Pong-v5" in message
+
+
+def test_a_gym_toml_with_unknown_keys_is_rejected(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('env_id = "CartPole-v1"\nframeskip = 2\n')
+    with pytest.raises(ScenarioError, match="unknown keys.*frameskip"):
+        load_env_spec(str(path))
+    path.write_text('env_id = "CartPole-v1"\ntarget_reward = 100\n[train]\nlr = 0.01\n')
+    spec = load_env_spec(str(path))
+    assert spec.target_reward == 100 and spec.train == {"lr": 0.01}
+
+
+@pytest.mark.parametrize("env_id", FAMILIES)
+def test_each_family_keeps_the_env_contract(env_id):
+    shape, dtype, encoder, head = FAMILIES[env_id]
+    env = make_env(load_env_spec(env_id), seed=3, render_mode="rgb_array")
+    try:
+        obs, _ = env.reset()
+        assert obs.shape == shape == env.observation_space.shape and obs.dtype == dtype
+        frame = env.last_frame()
+        assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
+        assert env.steps_per_second > 0
+        model = ActorCritic.from_spaces(env.observation_space, env.action_space, hidden_size=32)
+        assert isinstance(model.encoder, encoder) and isinstance(model.policy, head)
+        # Play until an episode ends (or 300 steps); the episode stats add up the raw rewards.
+        total, info = 0.0, {}
+        for _ in range(300):
+            obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+            total += info["raw_reward"]
+            assert obs.shape == shape and obs.dtype == dtype
+            if terminated or truncated:
+                assert info["episode"]["r"] == pytest.approx(total)
+                break
+    finally:
+        env.close()
+
+
+def test_atari_uses_gymnasiums_preprocessing_and_clips_training_rewards():
+    spec = load_env_spec("ALE/Pong-v5")
+    env = make_env(spec, seed=0)
+    try:
+        names = []
+        inner = env.env
+        while hasattr(inner, "env"):
+            names.append(type(inner).__name__)
+            inner = inner.env
+        assert "AtariPreprocessing" in names
+        assert env.unwrapped._frameskip == 1  # the wrapper skips 4 frames and max-pools the last two
+        env.reset()
+        for _ in range(2000):  # Pong: the computer scores within a few hundred steps of random play
+            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            if info["raw_reward"]:
+                assert reward == np.sign(info["raw_reward"]) * spec.reward_scale
+                break
+        else:
+            pytest.fail("no point scored in 2000 steps")
+    finally:
+        env.close()
+
+
+def test_continuous_actions_are_clipped_to_the_bounds():
+    env = make_env(load_env_spec("Pendulum-v1"))
+    model = ActorCritic.from_spaces(env.observation_space, env.action_space, hidden_size=16)
+    env.close()
+    clipped = model.policy.to_env(np.array([5.0], dtype=np.float32))
+    assert clipped.tolist() == [2.0] and model.policy.to_env(np.array([-0.5])).tolist() == [-0.5]
+
+
+def _worker(spec, **overrides):
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**spec.train, **overrides, "workers": 1})
+    env = make_env(spec)
+    model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, lstm=cfg.lstm)
+    env.close()
+    model.share_memory()
+    ctx = mp.get_context("spawn")
+    handles = SharedHandles(model, SharedAdam(model.parameters(), lr=cfg.lr), ctx.Lock(), ctx.Value("q", 0),
+                            ctx.Queue(), ctx.Event())
+    worker = Worker(0, cfg, spec, handles)
+    return worker, model
+
+
+def _train_steps(worker, steps):
+    """Run the worker's real collect/update loop for about ``steps`` env steps per game; return the stats."""
+    obs = torch.stack([torch.as_tensor(env.reset()[0]) for env in worker.envs])
+    state, start = worker.model.initial_state(len(worker.envs)), torch.ones(len(worker.envs))
+    done_steps, all_stats = 0, []
+    while done_steps < steps:
+        worker.sync_weights()
+        first = (state[0].clone(), state[1].clone())
+        obs, state, start, n = worker.collect(obs, state, start)
+        last_value = torch.zeros(len(worker.envs))
+        if worker.critic and not worker.whole_episodes:
+            with torch.inference_mode():
+                _, last_value, _ = worker.model(obs, state, start)
+        all_stats.append(worker.update(first, last_value.clone(), n))
+        done_steps += n
+    return all_stats
+
+
+@pytest.mark.parametrize("env_id,overrides", [
+    ("CartPole-v1", {}),
+    ("CartPole-v1", {"lstm": True}),
+    ("LunarLander-v3", {}),
+    ("Pendulum-v1", {}),
+    ("ALE/Pong-v5", {"envs_per_worker": 2, "rollout_len": 20, "hidden_size": 32}),
+])
+def test_each_family_trains_for_a_few_hundred_steps(env_id, overrides):
+    spec = load_env_spec(env_id)
+    worker, shared = _worker(spec, **overrides)
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    try:
+        stats = _train_steps(worker, 200)
+    finally:
+        worker.close()
+    assert len(stats) >= 200 // worker.capacity
+    assert all(np.isfinite(s["losses/total"]) and s["losses/grad_norm"] > 0 for s in stats)
+    changed = [k for k, v in shared.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("policy") for k in changed) and any(k.startswith("value") for k in changed)
+    assert any(k.startswith("encoder") for k in changed)
+
+
+@pytest.mark.parametrize("advantage", ["returns", "returns-mean", "gae"])
+def test_whole_episode_rollouts_hold_exactly_one_episode_per_game(advantage):
+    spec = load_env_spec("CartPole-v1")
+    worker, shared = _worker(spec, rollout_len=0, advantage=advantage, envs_per_worker=3)
+    before = shared.value.weight.clone()
+    try:
+        obs = torch.stack([torch.as_tensor(env.reset()[0]) for env in worker.envs])
+        state, start = worker.model.initial_state(3), torch.ones(3)
+        obs, state, start, steps = worker.collect(obs, state, start)
+        episodes = []
+        try:  # the queue's feeder thread delivers asynchronously: wait a little for each message
+            while True:
+                kind, _, payload = worker.shared.stats.get(timeout=1)
+                if kind == "episode":
+                    episodes.append(payload["length"])
+        except queue.Empty:
+            pass
+        mask, dones = worker.mask[:steps], worker.dones[:steps]
+        assert len(episodes) == 3 and steps == max(episodes)  # the rollout lasts as long as the longest
+        assert sorted(mask.sum(0).tolist()) == sorted(float(n) for n in episodes)
+        for game in range(3):  # each game's real steps come first, and its last real step ends the episode
+            length = int(mask[:, game].sum())
+            assert mask[:length, game].all() and not mask[length:, game].any()
+            assert dones[length - 1, game] == 1 and not dones[: length - 1, game].any()
+        worker.update((state[0].clone(), state[1].clone()), torch.zeros(3), steps)
+    finally:
+        worker.close()
+    # Only the learned-critic estimator trains the value head.
+    assert torch.equal(shared.value.weight, before) == (advantage != "gae")
+
+
+def test_lr_decay_follows_the_shared_frame_count():
+    worker, _ = _worker(load_env_spec("CartPole-v1"), lr=0.01, lr_decay=True, max_frames=1000)
+    try:
+        worker.shared.frames.value = 250
+        stats = _train_steps(worker, 1)
+    finally:
+        worker.close()
+    assert stats[0]["charts/learning_rate"] == pytest.approx(0.0075)
+    assert worker.shared.optimizer.param_groups[0]["lr"] == pytest.approx(0.0075)
+    with pytest.raises(ValueError, match="give --max-frames"):
+        TrainConfig(lr_decay=True).validate()
