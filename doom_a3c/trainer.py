@@ -206,11 +206,23 @@ class Trainer:
         except KeyboardInterrupt:
             self.say("\ninterrupted: stopping workers and saving a checkpoint")
         finally:
-            self._stop_workers()
-            self._sync_counters()
-            self._save(self.latest_path)
+            previous_sigint = None
             if previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, previous_sigterm)
+                # A second Ctrl-C (or a SIGTERM sent to the whole process group) while the workers stop
+                # and the checkpoint is written would lose it: ignore both until it is saved. The
+                # shutdown is bounded (workers get 30 s, then are terminated).
+                previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                self._stop_workers()
+                self._sync_counters()
+                if hasattr(self, "fps_mark"):  # what arrived since the last summary, so a short run logs too
+                    self._write_summaries(self.counters["frames"], time.monotonic())
+                self._save(self.latest_path)
+            finally:
+                if previous_sigterm is not None:
+                    signal.signal(signal.SIGINT, previous_sigint)
+                    signal.signal(signal.SIGTERM, previous_sigterm)
         result = TrainResult(stop_reason, self.counters["frames"], time.monotonic() - self.started,
                              best_eval=self.best_eval, run_dir=str(self.run_dir),
                              checkpoint_dir=str(self.model_dir), gifs=self.gifs)
@@ -293,7 +305,7 @@ class Trainer:
         self.worker_error = ""
         now = time.monotonic()
         last = {"log": now, "summary": now, "eval": now, "gif": now, "checkpoint": now}
-        fps_mark = (now, self.handles.frames.value)
+        self.fps_mark = (now, self.handles.frames.value)
         fps = 0.0
         last_eval = "-"
         while True:
@@ -307,15 +319,7 @@ class Trainer:
             frames = self.handles.frames.value
             self.counters["frames"] = frames
             if now - last["summary"] >= 2.0:
-                fps = (frames - fps_mark[1]) / (now - fps_mark[0])
-                fps_mark = (now, frames)
-                self.writer.add_scalar("charts/fps", fps, frames)
-                if self.update_count:
-                    for key, total in self.update_sums.items():
-                        if key != "frames":
-                            self.writer.add_scalar(key, total / self.update_count, frames)
-                    self.update_sums.clear()
-                    self.update_count = 0
+                fps = self._write_summaries(frames, now)
                 last["summary"] = now
             elapsed = now - self.started
             if now - last["eval"] >= cfg.eval_interval:
@@ -364,6 +368,19 @@ class Trainer:
                 return "max_minutes"
             if self._stop_requested.is_set():
                 return "requested"
+
+    def _write_summaries(self, frames: int, now: float) -> float:
+        """frames/s since the last call and the mean of each update statistic since then; returns the fps."""
+        fps = (frames - self.fps_mark[1]) / max(now - self.fps_mark[0], 1e-9)
+        self.fps_mark = (now, frames)
+        self.writer.add_scalar("charts/fps", fps, frames)
+        if self.update_count:
+            for key, total in self.update_sums.items():
+                if key != "frames":
+                    self.writer.add_scalar(key, total / self.update_count, frames)
+            self.update_sums.clear()
+            self.update_count = 0
+        return fps
 
     def _eta(self, frames: int, fps: float, elapsed: float) -> str:
         """Time left until the nearest of the frame and time limits (the target may come sooner)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 curves["eval"].append(np.interp(grid, steps, rewards, left=np.nan))
         for key, axis in (("train", ax_train), ("eval", ax_eval)):
             if curves[key]:
-                axis.plot(grid, np.nanmean(curves[key], axis=0), label=label)
+                with warnings.catch_warnings():  # before a run's first point every seed is NaN: left blank
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(curves[key], axis=0)
+                axis.plot(grid, mean, label=label)
     seeds = f"{len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}"
     ax_train.set_title(f"{args.env}: training episodes (sampled, mean of last 100)")
     ax_eval.set_title(f"{args.env}: greedy evaluation (5 episodes)")

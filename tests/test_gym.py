@@ -24,7 +24,7 @@ FAMILIES = {
     "CartPole-v1": ((4,), np.float32, MlpEncoder, CategoricalHead),
     "LunarLander-v3": ((8,), np.float32, MlpEncoder, CategoricalHead),
     "Pendulum-v1": ((3,), np.float32, MlpEncoder, GaussianHead),
-    "ALE/Pong-v5": ((1, 84, 84), np.uint8, ConvEncoder, CategoricalHead),
+    "ALE/Pong-v5": ((4, 84, 84), np.uint8, ConvEncoder, CategoricalHead),  # 4 stacked grayscale frames
 }
 
 
@@ -91,7 +91,7 @@ def test_atari_uses_gymnasiums_preprocessing_and_clips_training_rewards():
         while hasattr(inner, "env"):
             names.append(type(inner).__name__)
             inner = inner.env
-        assert "AtariPreprocessing" in names
+        assert "AtariPreprocessing" in names and "FrameStackObservation" in names
         assert env.unwrapped._frameskip == 1  # the wrapper skips 4 frames and max-pools the last two
         env.reset()
         for _ in range(2000):  # Pong: the computer scores within a few hundred steps of random play
@@ -151,6 +151,7 @@ def _train_steps(worker, steps):
     ("LunarLander-v3", {}),
     ("Pendulum-v1", {}),
     ("ALE/Pong-v5", {"envs_per_worker": 2, "rollout_len": 20, "hidden_size": 32}),
+    ("ALE/Pong-v5", {"envs_per_worker": 2, "rollout_len": 20, "hidden_size": 32, "lstm": True}),
 ])
 def test_each_family_trains_for_a_few_hundred_steps(env_id, overrides):
     spec = load_env_spec(env_id)

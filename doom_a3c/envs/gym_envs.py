@@ -27,8 +27,7 @@ from doom_a3c.envs.doom import DisplayError, has_display
 from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError
 
 GYM_SPECS_DIR = SCENARIOS_DIR / "gym"
-# pygame (gymnasium's renderer) opens an audio device it never uses; without a desktop session SDL prints
-# "XDG_RUNTIME_DIR is invalid" on every GIF. No game here has sound: use SDL's silent driver.
+# pygame (gymnasium's renderer) opens an audio device it never uses: no game here has sound.
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
@@ -44,6 +43,7 @@ class GymSpec:
     screen_size: int = 84
     grayscale: bool = True
     noop_max: int = 30
+    frame_stack: int = 1  # Atari: the last N frames as channels (gymnasium's FrameStackObservation), grayscale only
     episodic_life: bool = False  # Atari: losing a life ends the episode (AtariPreprocessing's terminal_on_life_loss)
     clip_rewards: bool = False  # train on sign(reward) (DQN/A3C Atari); evaluation reports raw rewards
     reward_scale: float = 1.0  # training reward = (clipped) reward x this
@@ -68,6 +68,8 @@ def register_gym_envs() -> None:
         import ale_py
     except ImportError:  # Atari is optional: classic control and Box2D work without it
         return
+    # Without this every game prints ALE's two-line banner to stderr: once per worker's game.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     gym.register_envs(ale_py)
 
 
@@ -97,6 +99,10 @@ def load_gym_spec_file(path: Path) -> GymSpec:
     values = {k: v for k, v in data.items() if k in _KNOWN_KEYS}
     if not isinstance(values.get("frame_skip", 1), int) or values.get("frame_skip", 1) < 1:
         raise ScenarioError(f"{path}: 'frame_skip' must be a positive integer")
+    if not isinstance(values.get("frame_stack", 1), int) or values.get("frame_stack", 1) < 1:
+        raise ScenarioError(f"{path}: 'frame_stack' must be a positive integer")
+    if values.get("frame_stack", 1) > 1 and not values.get("grayscale", True):
+        raise ScenarioError(f"{path}: 'frame_stack' stacks grayscale frames as channels: set grayscale = true")
     values["env_id"] = str(values["env_id"])
     values["target_reward"] = float(values.get("target_reward", math.inf))
     values["reward_scale"] = float(values.get("reward_scale", 1.0))
@@ -143,7 +149,10 @@ class GymEnv(gym.Wrapper):
         if not isinstance(space, gym.spaces.Box):
             raise ScenarioError(f"{spec.env_id}: observation space {space} is not supported (a Box is needed)")
         self._image = len(space.shape) in (2, 3)
-        if self._image:
+        self._stacked = spec.frame_stack > 1  # FrameStackObservation's (N, H, W) is channels-first already
+        if self._stacked:
+            self.observation_space = gym.spaces.Box(0, 255, space.shape, dtype=np.uint8)
+        elif self._image:
             shape = space.shape if len(space.shape) == 3 else (*space.shape, 1)
             self.observation_space = gym.spaces.Box(0, 255, (shape[2], shape[0], shape[1]), dtype=np.uint8)
         else:
@@ -157,6 +166,8 @@ class GymEnv(gym.Wrapper):
         self._return, self._length = 0.0, 0
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
+        if self._stacked:
+            return np.asarray(obs)
         if self._image:
             return obs[np.newaxis] if obs.ndim == 2 else np.ascontiguousarray(obs.transpose(2, 0, 1))
         return np.asarray(obs, dtype=np.float32)
@@ -204,6 +215,10 @@ def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None
     # Only render where frames are wanted: some games do extra work when rendering is on (LunarLander
     # simulates its engine-flame particles as Box2D bodies, halving its speed).
     base_mode = None if render_mode is None else "rgb_array"
+    if render_mode == "rgb_array":
+        # Off-screen frames need no video device; without a desktop session SDL would otherwise print
+        # "XDG_RUNTIME_DIR is invalid" with every GIF. (A window, render_mode="human", keeps the real one.)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         base = gym.make(spec.env_id, render_mode=base_mode, **kwargs)
     except gym.error.Error as err:
@@ -213,6 +228,8 @@ def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None
         env = gym.wrappers.AtariPreprocessing(
             env, noop_max=spec.noop_max, frame_skip=spec.frame_skip, screen_size=spec.screen_size,
             terminal_on_life_loss=spec.episodic_life, grayscale_obs=spec.grayscale)
+    if spec.frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, stack_size=spec.frame_stack)
     if render_mode == "human":
         env = gym.wrappers.HumanRendering(env)
     return GymEnv(env, spec, frames_env=base, seed=seed)
