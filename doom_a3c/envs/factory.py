@@ -7,7 +7,6 @@ trainer never ask which game they are playing.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Union
@@ -37,7 +36,7 @@ def load_env_spec(name: str) -> EnvSpec:
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise ScenarioError(f"{path}: cannot read environment file ({err})") from err
         return load_gym_spec_file(path) if is_gym else load_scenario(name)
-    if path.suffix == ".toml" or os.sep in name and not name.startswith("ALE/"):
+    if path.suffix == ".toml":
         return load_scenario(name)  # reports the missing file
     if name in known_scenarios():
         return load_scenario(name)
