@@ -376,7 +376,7 @@ class Trainer:
         self.writer.add_scalar("charts/fps", fps, frames)
         if self.update_count:
             for key, total in self.update_sums.items():
-                if key != "frames":
+                if key not in ("frames", "steps"):  # counts, not statistics
                     self.writer.add_scalar(key, total / self.update_count, frames)
             self.update_sums.clear()
             self.update_count = 0

@@ -92,20 +92,25 @@ class Worker:
         state = self.model.initial_state(len(self.envs))
         start = torch.ones(len(self.envs))
         while not shared.stop.is_set() and _supervisor_alive():
-            self.sync_weights()
-            # Detached copies: the update replays the rollout from exactly this state, not from zeros.
-            first_state = (state[0].clone(), state[1].clone())
-            obs, state, start, steps = self.collect(obs, state, start)
-            last_value = torch.zeros(len(self.envs))
-            if self.critic and not self.whole_episodes:
-                with torch.inference_mode():
-                    _, last_value, _ = self.model(obs, state, start)
-            stats = self.update(first_state, last_value.clone(), steps)
-            frames = int(self.mask[:steps].sum()) * self.spec.frame_skip
+            obs, state, start, stats = self.train_rollout(obs, state, start)
             with shared.frames.get_lock():
-                shared.frames.value += frames
-            stats["frames"] = frames
+                shared.frames.value += stats["frames"]
             shared.stats.put(("update", self.rank, stats))
+
+    def train_rollout(self, obs: torch.Tensor, state, start: torch.Tensor):
+        """One rollout and its update; returns what the next rollout starts from and the update's stats."""
+        self.sync_weights()
+        # Detached copies: the update replays the rollout from exactly this state, not from zeros.
+        first_state = (state[0].clone(), state[1].clone())
+        obs, state, start, steps = self.collect(obs, state, start)
+        last_value = torch.zeros(len(self.envs))
+        if self.critic and not self.whole_episodes:
+            with torch.inference_mode():
+                _, last_value, _ = self.model(obs, state, start)
+        stats = self.update(first_state, last_value.clone(), steps)
+        stats["frames"] = int(self.mask[:steps].sum()) * self.spec.frame_skip
+        stats["steps"] = steps
+        return obs, state, start, stats
 
     @acting_mode()
     def collect(self, obs: torch.Tensor, state, start: torch.Tensor):

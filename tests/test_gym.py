@@ -128,20 +128,14 @@ def _worker(spec, **overrides):
 
 
 def _train_steps(worker, steps):
-    """Run the worker's real collect/update loop for about ``steps`` env steps per game; return the stats."""
+    """Run the worker's real rollout-and-update for about ``steps`` env steps per game; return the stats."""
     obs = torch.stack([torch.as_tensor(env.reset()[0]) for env in worker.envs])
     state, start = worker.model.initial_state(len(worker.envs)), torch.ones(len(worker.envs))
     done_steps, all_stats = 0, []
     while done_steps < steps:
-        worker.sync_weights()
-        first = (state[0].clone(), state[1].clone())
-        obs, state, start, n = worker.collect(obs, state, start)
-        last_value = torch.zeros(len(worker.envs))
-        if worker.critic and not worker.whole_episodes:
-            with torch.inference_mode():
-                _, last_value, _ = worker.model(obs, state, start)
-        all_stats.append(worker.update(first, last_value.clone(), n))
-        done_steps += n
+        obs, state, start, stats = worker.train_rollout(obs, state, start)
+        all_stats.append(stats)
+        done_steps += stats["steps"]
     return all_stats
 
 

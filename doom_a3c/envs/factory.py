@@ -15,7 +15,8 @@ import gymnasium as gym
 
 from doom_a3c.envs.doom import DoomEnv
 from doom_a3c.envs.gym_envs import GymSpec, find_gym_spec, gym_presets, load_gym_spec_file, make_gym_env
-from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError, ScenarioSpec, known_scenarios, load_scenario
+from doom_a3c.envs.scenarios import (SCENARIOS_DIR, ScenarioError, ScenarioSpec, format_table, known_scenarios,
+                                     load_scenario)
 
 EnvSpec = Union[ScenarioSpec, GymSpec]
 
@@ -64,11 +65,4 @@ def env_table(directory: Path = SCENARIOS_DIR) -> str:
             rows.append((env_id, kind, f"{gspec.target_reward:g}", gspec.description))
         except ScenarioError as err:
             rows.append((env_id, "gymnasium", "-", f"INVALID: {err}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 11)
-    lines.append("Any other registered gymnasium id works too, with generic defaults.")
-    return "\n".join(lines)
+    return format_table(rows) + "\nAny other registered gymnasium id works too, with generic defaults."

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from doom_a3c.envs.doom import DisplayError, has_display
-from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError
+from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError, read_toml
 
 GYM_SPECS_DIR = SCENARIOS_DIR / "gym"
 # pygame (gymnasium's renderer) opens an audio device it never uses: no game here has sound.
@@ -84,13 +84,7 @@ _KNOWN_KEYS = {f.name for f in dataclasses.fields(GymSpec)} - {"name", "source"}
 
 def load_gym_spec_file(path: Path) -> GymSpec:
     """Parse and validate one ``scenarios/gym/*.toml`` file."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ScenarioError(f"{path}: cannot read environment file ({err})") from err
-    unknown = set(data) - _KNOWN_KEYS
-    if unknown:
-        raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KNOWN_KEYS)}")
+    data = read_toml(path, "environment", _KNOWN_KEYS)
     if "env_id" not in data:
         raise ScenarioError(f"{path}: missing required key 'env_id'")
     for table in ("train", "env_kwargs"):

@@ -102,15 +102,32 @@ def _pair(value: Any, name: str, path: Path, length: int) -> tuple[int, ...]:
     return tuple(value)
 
 
-def load_scenario_file(path: Path) -> ScenarioSpec:
-    """Parse and validate one scenario file."""
+def read_toml(path: Path, what: str, known_keys: set[str]) -> dict[str, Any]:
+    """A TOML file's top-level table; ScenarioError naming the file if unreadable or with unknown keys."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ScenarioError(f"{path}: cannot read scenario file ({err})") from err
-    unknown = set(data) - _KNOWN_KEYS
+        raise ScenarioError(f"{path}: cannot read {what} file ({err})") from err
+    unknown = set(data) - known_keys
     if unknown:
-        raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KNOWN_KEYS)}")
+        raise ScenarioError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(known_keys)}")
+    return data
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    """Rows of strings as aligned columns under a ruled header; the last column is left ragged."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    return "\n".join(lines)
+
+
+def load_scenario_file(path: Path) -> ScenarioSpec:
+    """Parse and validate one scenario file."""
+    data = read_toml(path, "scenario", _KNOWN_KEYS)
     missing = _REQUIRED_KEYS - set(data)
     if missing:
         raise ScenarioError(f"{path}: missing required keys {sorted(missing)}")
@@ -183,13 +200,7 @@ def scenario_table(directory: Path = SCENARIOS_DIR) -> str:
             continue
         rows.append((name, str(spec.num_actions), str(spec.frame_skip), f"{spec.reward_scale:g}",
                      f"{spec.target_reward:g}", spec.description))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 11)
-    return "\n".join(lines)
+    return format_table(rows)
 
 
 __all__ = ["ScenarioSpec", "ScenarioError", "load_scenario", "load_scenario_file", "known_scenarios",
