@@ -112,13 +112,13 @@ def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
         measured: dict = {}
 
         def sample() -> None:
-            while not getattr(trainer, "handles", None) or trainer.handles.frames.value == 0:
+            while trainer.workers is None or trainer.workers.total_frames() == 0:
                 time.sleep(0.05)  # until the workers have finished their first update
             time.sleep(warmup)
-            frames0, start = trainer.handles.frames.value, time.monotonic()
+            frames0, start = trainer.workers.total_frames(), time.monotonic()
             time.sleep(seconds)
-            frames1, end = trainer.handles.frames.value, time.monotonic()
-            pids = [os.getpid()] + [p.pid for p in trainer.processes]
+            frames1, end = trainer.workers.total_frames(), time.monotonic()
+            pids = [os.getpid()] + trainer.workers.pids()
             measured.update(fps=(frames1 - frames0) / (end - start),
                             peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
                             processes=len(pids))

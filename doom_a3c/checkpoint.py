@@ -21,10 +21,11 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | Path, *, model: ActorCritic, scenario: dict, config: dict,
                     counters: dict, optimizer_state: dict | None = None,
-                    evaluation: dict | None = None) -> Path:
+                    evaluation: dict | None = None, run: dict | None = None) -> Path:
     """Write a checkpoint to a temporary file in the same folder, then rename it over ``path``.
 
     The rename is atomic, so a crash or Ctrl-C while saving leaves the previous checkpoint intact.
+    ``run`` names the training run (``{"name": ...}``) so that ``--resume`` continues it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +38,7 @@ def save_checkpoint(path: str | Path, *, model: ActorCritic, scenario: dict, con
         "config": config,
         "counters": counters,
         "evaluation": evaluation or {},
+        "run": run or {},
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

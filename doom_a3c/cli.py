@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2  # bad input: unknown scenario, bad number, bad checkpoint, no display
+EXIT_FAILED = 1  # training stopped because its workers kept dying (a checkpoint is saved)
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
 
@@ -83,16 +84,13 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace, spec) -> i
 
     from doom_a3c.checkpoint import CheckpointError
     from doom_a3c.envs import ScenarioError
-    from doom_a3c.trainer import Trainer, WorkerError
+    from doom_a3c.trainer import OutputError, Trainer
 
     try:
         result = Trainer(cfg, spec).train()
-    except (CheckpointError, ScenarioError) as err:
+    except (CheckpointError, ScenarioError, OutputError) as err:
         return _fail(parser.prog, str(err))
-    except WorkerError as err:
-        print(f"{parser.prog}: {err}", file=sys.stderr)
-        return 1
-    return EXIT_INTERRUPTED if result.stop_reason == "interrupted" else 0
+    return {"interrupted": EXIT_INTERRUPTED, "workers_failed": EXIT_FAILED}.get(result.stop_reason, 0)
 
 
 def _spec_of_checkpoint(saved: dict):

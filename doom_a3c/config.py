@@ -53,7 +53,14 @@ class TrainConfig:
                                 "0: only the final one", default=120.0)
     checkpoint_interval: float = _help("seconds between checkpoints of latest.pt", default=60.0)
     log_interval: float = _help("seconds between progress lines", default=10.0)
-    run_name: str = _help("name of this run under runs/<scenario>/ (default: date and time)", default="")
+    env_timeout: float = _help("seconds a game's engine may take to answer one step before it is killed and "
+                               "replaced by a fresh game", default=30.0)
+    worker_timeout: float = _help("seconds a worker may go without finishing a rollout before the supervisor "
+                                  "kills and restarts it", default=120.0)
+    max_worker_restarts: int = _help("worker deaths allowed in any 10 minutes; one more stops training with a "
+                                     "checkpoint and exit code 1", default=5)
+    run_name: str = _help("name of this run under runs/<scenario>/ (default: date and time; with --resume, the "
+                          "resumed run's)", default="")
     runs_dir: str = _help("TensorBoard root directory", default="runs")
     models_dir: str = _help("checkpoint root directory (checkpoints go to <models-dir>/<scenario>/)",
                             default="models")
@@ -66,10 +73,12 @@ class TrainConfig:
         for name in positive_ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ["rollout_len", "baseline_episodes", "max_frames", "max_minutes", "gif_interval"]:
+        for name in ["rollout_len", "baseline_episodes", "max_frames", "max_minutes", "gif_interval",
+                     "max_worker_restarts"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
-        for name in ["lr", "adam_eps", "max_grad_norm", "eval_interval", "checkpoint_interval", "log_interval"]:
+        for name in ["lr", "adam_eps", "max_grad_norm", "eval_interval", "checkpoint_interval", "log_interval",
+                     "env_timeout", "worker_timeout"]:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
         for name in ["gamma", "gae_lambda"]:

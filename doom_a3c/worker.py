@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -12,27 +15,59 @@ import torch
 import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
-from doom_a3c.envs import EnvSpec, make_env
+from doom_a3c.envs import EngineError, EnvSpec, make_env
+from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
 from doom_a3c.model import ActorCritic, acting_mode
 from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
 from doom_a3c.shared_optim import SharedAdam
 
+GAME_START_TRIES = 3  # a game that cannot be started this many times in a row ends the worker
+
 
 @dataclass
 class SharedHandles:
-    """What the supervisor shares with every worker: the model, its optimizer and the channels back."""
+    """What the supervisor shares with every worker: the model, its optimizer and the channels back.
+
+    Each worker has its own frame counter slot and its own queue, so a worker killed half-way through a
+    write corrupts nothing that the others or its replacement use. The one lock they share, the update
+    lock, is recovered by the supervisor if a worker dies holding it.
+    """
 
     model: ActorCritic
     optimizer: SharedAdam
     update_lock: Any  # mp.Lock: one optimizer step at a time, so the shared Adam state stays consistent
-    frames: Any  # mp.Value('q'): frames trained on so far, all workers together
-    stats: Any  # mp.Queue of ("episode" | "update" | "error", rank, payload)
+    frames: Any  # mp.Array('q', workers): frames each worker slot has trained on, written by that worker only
     stop: Any  # mp.Event: set by the supervisor to end training
+    queues: list  # one mp.Queue per worker slot of EpisodeDone | UpdateDone | EnvRestarted | WorkerFailed
+
+    def total_frames(self) -> int:
+        """Frames trained on so far, all workers together."""
+        return int(sum(self.frames[:]))
+
+    def queue(self, rank: int):
+        """Worker ``rank``'s queue to the supervisor."""
+        return self.queues[rank]
+
+
+def make_shared_handles(model: ActorCritic, cfg: TrainConfig, optimizer: SharedAdam | None = None,
+                        frames: list[int] | None = None, ctx=None) -> SharedHandles:
+    """Put ``model`` in shared memory and build the handles for ``cfg.workers`` workers."""
+    ctx = ctx or mp.get_context("spawn")
+    model.share_memory()
+    optimizer = optimizer or SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    counts = ctx.Array("q", cfg.workers, lock=False)
+    for rank, value in enumerate(frames or []):
+        counts[rank] = value
+    return SharedHandles(model, optimizer, ctx.Lock(), counts, ctx.Event(),
+                         [ctx.Queue() for _ in range(cfg.workers)])
 
 
 def worker_main(rank: int, cfg: TrainConfig, spec: EnvSpec, shared: SharedHandles) -> None:
     """Process entry point: train until ``shared.stop`` is set; report any exception with the rank."""
-    # Ctrl-C reaches every process in the group; only the supervisor handles it, then sets ``stop``.
+    _die_with_parent()
+    # A process group of its own: a signal meant for the trainer's group (Ctrl-C in the terminal,
+    # `timeout`, a job scheduler) reaches only the trainer, which then stops the workers in order.
+    os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread per worker: several workers each using every core fight over them (DESIGN.md).
     torch.set_num_threads(1)
@@ -41,11 +76,20 @@ def worker_main(rank: int, cfg: TrainConfig, spec: EnvSpec, shared: SharedHandle
         worker = Worker(rank, cfg, spec, shared)
         worker.run()
     except Exception:
-        shared.stats.put(("error", rank, traceback.format_exc()))
+        shared.queue(rank).put(WorkerFailed(rank, traceback.format_exc()))
         raise
     finally:
         if worker is not None:
             worker.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process the moment the trainer dies (even by SIGKILL); its games die with it
+    (see envs/engine.py). Elsewhere the worker checks once per rollout that the trainer is alive."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if not _supervisor_alive():
+            os._exit(1)  # the trainer died before the signal was set
 
 
 class Worker:
@@ -56,7 +100,9 @@ class Worker:
         self.rank, self.cfg, self.spec, self.shared = rank, cfg, spec, shared
         torch.manual_seed(cfg.seed + rank)
         num_envs = cfg.envs_per_worker
-        self.envs = [make_env(spec, seed=cfg.seed + rank * num_envs + i) for i in range(num_envs)]
+        self.out = shared.queue(rank)
+        self.game_starts = [0] * num_envs  # games started in each slot: a replacement gets a new seed
+        self.envs = [self._start_game(i) for i in range(num_envs)]
         self.model = ActorCritic(**shared.model.model_kwargs())
         self.head = self.model.policy
         self.local_params = list(self.model.parameters())
@@ -85,17 +131,54 @@ class Worker:
             for local, shared in zip(self.local_params, self.shared_params):
                 local.copy_(shared)
 
+    # -- games ---------------------------------------------------------------------------------------
+    def _start_game(self, i: int):
+        """A new game for slot ``i``, seeded ``seed + rank * envs_per_worker + i`` the first time and with a
+        fresh seed for each replacement (a crash must not replay into the same state)."""
+        cfg = self.cfg
+        seed = cfg.seed + self.rank * cfg.envs_per_worker + i + self.game_starts[i] * 1_000_003
+        self.game_starts[i] += 1
+        return make_env(self.spec, seed=seed, engine_timeout=cfg.env_timeout)
+
+    def _reset_game(self, i: int) -> np.ndarray:
+        """The first observation of a new episode in slot ``i``, replacing the game if its engine fails."""
+        try:
+            return self.envs[i].reset()[0]
+        except EngineError as err:
+            return self._replace_game(i, str(err))
+
+    def _replace_game(self, i: int, reason: str) -> np.ndarray:
+        """Close what is left of slot ``i``'s game, start a fresh one, and return its first observation."""
+        self.out.put(EnvRestarted(self.rank, i, reason))
+        self.envs[i].close()
+        error: Exception | None = None
+        for _ in range(GAME_START_TRIES):
+            env = None
+            try:
+                env = self._start_game(i)
+                obs = env.reset()[0]
+            except Exception as err:  # vizdoom raises its own types when an engine will not start
+                error = err
+                if env is not None:
+                    env.close()
+                continue
+            self.envs[i] = env
+            return obs
+        raise EngineError(f"game {i} could not be restarted after '{reason}' ({error})")
+
+    # -- training ------------------------------------------------------------------------------------
     def run(self) -> None:
         """Collect rollouts and push updates until told to stop."""
         shared = self.shared
-        obs = torch.stack([torch.as_tensor(env.reset()[0]) for env in self.envs])
+        obs = torch.stack([torch.as_tensor(self._reset_game(i)) for i in range(len(self.envs))])
         state = self.model.initial_state(len(self.envs))
         start = torch.ones(len(self.envs))
         while not shared.stop.is_set() and _supervisor_alive():
             obs, state, start, stats = self.train_rollout(obs, state, start)
-            with shared.frames.get_lock():
-                shared.frames.value += stats["frames"]
-            shared.stats.put(("update", self.rank, stats))
+            frames = stats.pop("frames")
+            stats.pop("steps")
+            shared.frames[self.rank] += frames  # this slot's only writer
+            self.out.put(UpdateDone(self.rank, frames, stats))
 
     def train_rollout(self, obs: torch.Tensor, state, start: torch.Tensor):
         """One rollout and its update; returns what the next rollout starts from and the update's stats."""
@@ -141,7 +224,21 @@ class Worker:
                 if not active[i]:
                     rewards[t, i], dones[t, i], mask[t, i] = 0.0, 1.0, 0.0
                     continue
-                next_obs, reward, terminated, truncated, info = env.step(head.to_env(actions_np[i]))
+                try:
+                    next_obs, reward, terminated, truncated, info = env.step(head.to_env(actions_np[i]))
+                except EngineError as err:
+                    # The game is lost mid-episode: its episode is cut off here, like a timeout, with no
+                    # made-up terminal reward. Reward V(s_t) and done make the return at t equal the
+                    # value there (no gradient for the action the game never played) and bootstrap
+                    # every earlier step of the episode from it. Without a critic there is nothing to
+                    # bootstrap from: the episode just ends.
+                    rewards[t, i] = float(self.values[t, i]) if self.critic else 0.0
+                    dones[t, i] = 1.0
+                    obs_np[i] = self._replace_game(i, str(err))
+                    if self.whole_episodes:  # the game's episode is over; the unplayed step is not counted
+                        active[i] = False
+                        mask[t, i] = 0.0
+                    continue
                 if truncated and not terminated and self.critic:
                     # A timeout is not a terminal state: bootstrap from the value where it was cut.
                     with torch.inference_mode():
@@ -153,8 +250,8 @@ class Worker:
                 dones[t, i] = ended
                 if ended:
                     episode = info["episode"]
-                    self.shared.stats.put(("episode", self.rank, {"reward": episode["r"], "length": episode["l"]}))
-                    next_obs, _ = env.reset()
+                    self.out.put(EpisodeDone(self.rank, float(episode["r"]), int(episode["l"])))
+                    next_obs = self._reset_game(i)
                     if self.whole_episodes:
                         active[i] = False
                 obs_np[i] = next_obs
@@ -181,7 +278,7 @@ class Worker:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm)
         if cfg.lr_decay:  # each process holds its own copy of the param groups: set it from the shared count
-            progress = min(self.shared.frames.value / cfg.max_frames, 1.0)
+            progress = min(self.shared.total_frames() / cfg.max_frames, 1.0)
             for group in self.shared.optimizer.param_groups:
                 group["lr"] = cfg.lr * (1.0 - progress)
             stats["charts/learning_rate"] = cfg.lr * (1.0 - progress)
@@ -198,7 +295,10 @@ class Worker:
     def close(self) -> None:
         """Shut the games down."""
         for env in self.envs:
-            env.close()
+            try:
+                env.close()
+            except Exception:  # closing the rest matters more than one game's complaint
+                pass
 
 
 def _supervisor_alive() -> bool:

@@ -11,13 +11,12 @@ import queue
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import GymSpec, ScenarioError, ScenarioSpec, load_env_spec, make_env
+from doom_a3c.messages import EpisodeDone
 from doom_a3c.model import ActorCritic, CategoricalHead, ConvEncoder, GaussianHead, MlpEncoder
-from doom_a3c.shared_optim import SharedAdam
-from doom_a3c.worker import SharedHandles, Worker
+from doom_a3c.worker import Worker, make_shared_handles
 
 # env id -> (observation shape, dtype, encoder, head)
 FAMILIES = {
@@ -119,10 +118,7 @@ def _worker(spec, **overrides):
     env = make_env(spec)
     model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, lstm=cfg.lstm)
     env.close()
-    model.share_memory()
-    ctx = mp.get_context("spawn")
-    handles = SharedHandles(model, SharedAdam(model.parameters(), lr=cfg.lr), ctx.Lock(), ctx.Value("q", 0),
-                            ctx.Queue(), ctx.Event())
+    handles = make_shared_handles(model, cfg)
     worker = Worker(0, cfg, spec, handles)
     return worker, model
 
@@ -174,9 +170,9 @@ def test_whole_episode_rollouts_hold_exactly_one_episode_per_game(advantage):
         episodes = []
         try:  # the queue's feeder thread delivers asynchronously: wait a little for each message
             while True:
-                kind, _, payload = worker.shared.stats.get(timeout=1)
-                if kind == "episode":
-                    episodes.append(payload["length"])
+                message = worker.shared.queue(0).get(timeout=1)
+                if isinstance(message, EpisodeDone):
+                    episodes.append(message.length)
         except queue.Empty:
             pass
         mask, dones = worker.mask[:steps], worker.dones[:steps]
@@ -196,7 +192,7 @@ def test_whole_episode_rollouts_hold_exactly_one_episode_per_game(advantage):
 def test_lr_decay_follows_the_shared_frame_count():
     worker, _ = _worker(load_env_spec("CartPole-v1"), lr=0.01, lr_decay=True, max_frames=1000)
     try:
-        worker.shared.frames.value = 250
+        worker.shared.frames[0] = 250
         stats = _train_steps(worker, 1)
     finally:
         worker.close()

@@ -1,61 +1,63 @@
-"""A seeded learning test: on the real basic scenario, a small budget of A3C updates must really improve
-the agent. One worker runs in this process, so the run is reproducible from its seeds."""
+"""A learning test: on the real basic scenario, A3C must lift the agent from random play to hitting the
+monster, within a generous frame cap. One worker runs in this process.
+
+Fixed seeds do not fix the arithmetic across processors (oneDNN and the BLAS pick kernels per instruction
+set), so a run on another CPU takes another path. The assertion is therefore "reach a modest target before
+a cap", with the cap and the margins measured over many seeds (see the numbers below), not "this seed
+reaches that score after exactly N frames".
+
+Measured (2-core x86 machine, seeds 1-10, DOOM_A3C_LEARNING_SEED): the mean of the last 50 training
+episodes first reached 0 after 0.28M-0.62M frames (median 0.41M); the cap is 1.5M. The separate sampled
+evaluation afterwards: -20 to +40 against -190 to -150 before training.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import os
 import queue
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import make_env
 from doom_a3c.evaluation import evaluate, summarize
+from doom_a3c.messages import EpisodeDone
 from doom_a3c.model import ActorCritic
-from doom_a3c.shared_optim import SharedAdam
-from doom_a3c.worker import SharedHandles, Worker
+from doom_a3c.worker import Worker, make_shared_handles
 
-FRAMES = int(os.environ.get("DOOM_A3C_LEARNING_FRAMES", "0")) or None
-
-
-def _episodes(handles):
-    rewards = []
-    while True:
-        try:
-            kind, _, payload = handles.stats.get(timeout=0.01)
-        except queue.Empty:
-            return rewards
-        if kind == "episode":
-            rewards.append(payload["reward"])
+SEED = int(os.environ.get("DOOM_A3C_LEARNING_SEED", "1"))
+CAP = int(os.environ.get("DOOM_A3C_LEARNING_FRAMES", "0")) or 1_500_000
+TARGET = 0.0  # mean raw reward of the last 50 training episodes; a random agent scores about -170
+WINDOW = 50
 
 
 @pytest.mark.slow
 def test_a3c_learns_basic_from_pixels(basic_spec):
-    # A smaller picture makes each update cheap; the task is the real one.
-    spec = dataclasses.replace(basic_spec, size=(42, 42))
-    cfg = TrainConfig(workers=1, envs_per_worker=4, lr=1e-3, hidden_size=128, gae_lambda=0.95, seed=1)
+    cfg = TrainConfig(workers=1, envs_per_worker=8, lr=5e-4, hidden_size=128, seed=SEED)  # basic's preset
     torch.manual_seed(cfg.seed)
-    model = ActorCritic(spec.obs_shape, spec.num_actions, cfg.hidden_size)
-    ctx = mp.get_context("spawn")
-    handles = SharedHandles(model, SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps), ctx.Lock(),
-                            ctx.Value("q", 0), ctx.Queue(), ctx.Event())
-    eval_env = make_env(spec, seed=12345)
-    before = summarize(evaluate(eval_env, model, 20, greedy=False,
-                                generator=torch.Generator().manual_seed(0))[0])
+    model = ActorCritic(basic_spec.obs_shape, basic_spec.num_actions, cfg.hidden_size)
+    handles = make_shared_handles(model, cfg)
+    eval_env = make_env(basic_spec, seed=12345 + SEED)
+    before = summarize(evaluate(eval_env, model, 50, greedy=False,
+                                generator=torch.Generator().manual_seed(SEED))[0])
 
-    worker = Worker(0, cfg, spec, handles)
-    budget = FRAMES or 700_000
+    worker = Worker(0, cfg, basic_spec, handles)
+    recent: collections.deque = collections.deque(maxlen=WINDOW)
+    reached_at = None
     update = worker.update
-    rewards: list[float] = []
 
     def update_then_check(*args):
         stats = update(*args)
-        rewards.extend(_episodes(handles))
-        if handles.frames.value + cfg.rollout_len * cfg.envs_per_worker * spec.frame_skip >= budget:
+        nonlocal reached_at
+        recent.extend(_episode_rewards(handles))
+        frames = handles.total_frames()
+        if len(recent) == WINDOW and np.mean(recent) >= TARGET and reached_at is None:
+            reached_at = frames
+            handles.stop.set()
+        if frames >= CAP:
             handles.stop.set()
         return stats
 
@@ -64,12 +66,23 @@ def test_a3c_learns_basic_from_pixels(basic_spec):
         worker.run()
     finally:
         worker.close()
-    rewards.extend(_episodes(handles))
-    after = summarize(evaluate(eval_env, model, 20, greedy=False, generator=torch.Generator().manual_seed(0))[0])
+    after = summarize(evaluate(eval_env, model, 50, greedy=False,
+                               generator=torch.Generator().manual_seed(SEED))[0])
     eval_env.close()
-    print(f"sampled policy: before {before['mean']:.1f}, after {after['mean']:.1f}; training episodes "
-          f"first 50 {np.mean(rewards[:50]):.1f}, last 50 {np.mean(rewards[-50:]):.1f}")
-    # A random policy scores about -150 here; an agent that has learned to line up and shoot scores
-    # above 0. Both the training episodes and a separate evaluation must show it.
-    assert after["mean"] > before["mean"] + 100
-    assert np.mean(rewards[-50:]) > np.mean(rewards[:50]) + 100
+    print(f"seed {SEED}: training mean of the last {WINDOW} episodes reached {TARGET:g} after "
+          f"{reached_at} frames (cap {CAP}); sampled evaluation before {before['mean']:.1f}, "
+          f"after {after['mean']:.1f}")
+    assert reached_at is not None, f"training episodes averaged {np.mean(recent):.1f} after {CAP} frames"
+    # A separate evaluation of the trained model must show it too, well clear of random play.
+    assert after["mean"] > before["mean"] + 80
+
+
+def _episode_rewards(handles) -> list[float]:
+    rewards = []
+    while True:
+        try:
+            message = handles.queue(0).get_nowait()
+        except queue.Empty:
+            return rewards
+        if isinstance(message, EpisodeDone):
+            rewards.append(message.reward)

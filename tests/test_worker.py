@@ -7,22 +7,17 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.model import ActorCritic
-from doom_a3c.shared_optim import SharedAdam
-from doom_a3c.worker import SharedHandles, Worker
+from doom_a3c.worker import Worker, make_shared_handles
 
 
 def _worker(spec, **overrides):
     torch.manual_seed(0)
     cfg = TrainConfig(workers=1, **overrides)
     model = ActorCritic(spec.obs_shape, spec.num_actions, cfg.hidden_size)
-    model.share_memory()
-    ctx = mp.get_context("spawn")
-    handles = SharedHandles(model, SharedAdam(model.parameters(), lr=cfg.lr), ctx.Lock(), ctx.Value("q", 0),
-                            ctx.Queue(), ctx.Event())
+    handles = make_shared_handles(model, cfg)
     worker = Worker(0, cfg, spec, handles)
     worker.sync_weights()
     return worker

@@ -11,7 +11,18 @@ import gymnasium as gym
 import numpy as np
 import vizdoom
 
+from doom_a3c.envs.engine import CallTimer, kill_engine, owned_engine_path, start_engine
 from doom_a3c.envs.scenarios import ScenarioSpec
+
+# What ViZDoom raises when its engine process crashed, was killed, or stopped answering.
+ENGINE_FAILURES = (vizdoom.ViZDoomErrorException, vizdoom.ViZDoomUnexpectedExitException,
+                   vizdoom.ViZDoomIsNotRunningException, vizdoom.MessageQueueException,
+                   vizdoom.SharedMemoryException)
+
+
+class EngineError(RuntimeError):
+    """A game's engine crashed, was killed, or did not answer within its time limit: the game is lost,
+    and a fresh one has to be started in its place."""
 
 
 class DisplayError(RuntimeError):
@@ -39,8 +50,8 @@ def preprocess_frame(frame: np.ndarray, spec: ScenarioSpec) -> np.ndarray:
     return np.ascontiguousarray(resized.transpose(2, 0, 1))
 
 
-def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
-    """A started ViZDoom game configured for ``spec``: the one place its engine settings are made."""
+def configure_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
+    """A ViZDoom game configured for ``spec``, not started yet: the one place its engine settings are made."""
     game = vizdoom.DoomGame()
     game.load_config(spec.config)
     game.set_available_buttons([getattr(vizdoom.Button, b) for b in spec.buttons])
@@ -54,7 +65,16 @@ def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = Fals
         game.set_episode_timeout(spec.timeout)
     if seed is not None:
         game.set_seed(int(seed) % (2**31))
-    game.init()
+    launcher = owned_engine_path()
+    if launcher is not None:  # the engine dies with this process (see engine.py)
+        game.set_vizdoom_path(launcher)
+    return game
+
+
+def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
+    """A started ViZDoom game configured for ``spec``."""
+    game = configure_game(spec, seed, visible)
+    start_engine(game)
     return game
 
 
@@ -69,7 +89,8 @@ class DoomEnv(gym.Env):
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 35}
 
-    def __init__(self, spec: ScenarioSpec, render_mode: str | None = None, seed: int | None = None):
+    def __init__(self, spec: ScenarioSpec, render_mode: str | None = None, seed: int | None = None,
+                 engine_timeout: float = 30.0):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         if render_mode == "human" and not has_display():
@@ -85,9 +106,13 @@ class DoomEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(spec.num_actions)
         self._actions = [[float(x) for x in a] for a in spec.actions]
 
+        self.game = configure_game(spec, seed=seed, visible=render_mode == "human")
+        self._timer = CallTimer(engine_timeout)
+        self._failed = False
         try:
-            self.game = build_game(spec, seed=seed, visible=render_mode == "human")
+            self._timer.pid = start_engine(self.game)
         except Exception as err:  # vizdoom raises its own exception types
+            self.game = None
             if render_mode == "human":
                 raise DisplayError(f"could not open the game window ({err})") from err
             raise
@@ -105,24 +130,51 @@ class DoomEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start a new episode; a seed makes it (and the ones after it) reproducible."""
         super().reset(seed=seed)
-        if seed is not None:
-            self.game.set_seed(int(seed) % (2**31))
-        self.game.new_episode()
+        timer = self._timer
+        timer.start()
+        try:
+            if seed is not None:
+                self.game.set_seed(int(seed) % (2**31))
+            self.game.new_episode()
+            obs = self._observe()
+        except ENGINE_FAILURES as err:
+            raise self._engine_error(err) from err
+        finally:
+            timer.stop()
         self._steps = 0
-        return self._observe(), {}
+        return obs, {}
 
     def step(self, action: int):
         """Repeat ``action`` for ``frame_skip`` tics; reward is summed over them, then scaled."""
-        raw = self.game.make_action(self._actions[int(action)], self.frame_skip)
+        game, timer = self.game, self._timer
+        timer.start()
+        try:
+            raw = game.make_action(self._actions[int(action)], self.frame_skip)
+            finished = game.is_episode_finished()
+            truncated = finished and game.is_episode_timeout_reached()
+            obs = self._observe()
+            total = game.get_total_reward() if finished else 0.0
+        except ENGINE_FAILURES as err:
+            raise self._engine_error(err) from err
+        finally:
+            timer.stop()
         self._steps += 1
-        finished = self.game.is_episode_finished()
-        truncated = finished and self.game.is_episode_timeout_reached()
         terminated = finished and not truncated
-        obs = self._observe()
         info: dict[str, Any] = {"raw_reward": raw}
         if finished:
-            info["episode"] = {"r": self.game.get_total_reward(), "l": self._steps}
+            info["episode"] = {"r": total, "l": self._steps}
         return obs, raw * self.reward_scale, terminated, truncated, info
+
+    def _engine_error(self, err: Exception) -> EngineError:
+        self._failed = True
+        if self._timer.expired:
+            return EngineError(f"engine did not answer within {self._timer.timeout:g} s and was killed")
+        return EngineError(f"engine failed ({type(err).__name__}: {str(err).strip() or 'no message'})")
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The pid of this game's engine process, where it could be told (Linux)."""
+        return self._timer.pid
 
     def render(self):
         """``rgb_array``: the last full-resolution colour frame. ``human``: the game draws its own window."""
@@ -135,7 +187,17 @@ class DoomEnv(gym.Env):
         return self._frame
 
     def close(self):
-        """Shut the engine down."""
-        if getattr(self, "game", None) is not None:
+        """Shut the engine down. The engine is killed first: ViZDoom's own close waits for an answer while
+        holding the GIL, so a wedged engine would hang this process for good (a killed one closes cleanly,
+        its shared memory and message queues removed)."""
+        if getattr(self, "game", None) is None:
+            return
+        if not self._failed:  # alive and still our unreaped child, so the pid is its own
+            kill_engine(self._timer.pid)
+        try:
             self.game.close()
+        except ENGINE_FAILURES:
+            pass  # it was gone already
+        finally:
             self.game = None
+            self._timer.pid = None

@@ -21,11 +21,13 @@ from doom_a3c.envs.scenarios import (SCENARIOS_DIR, ScenarioError, ScenarioSpec,
 EnvSpec = Union[ScenarioSpec, GymSpec]
 
 
-def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
-    """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``."""
+def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
+             engine_timeout: float = 30.0) -> gym.Env:
+    """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``.
+    ``engine_timeout``: seconds a ViZDoom engine may take to answer one call before it is killed."""
     if isinstance(spec, GymSpec):
         return make_gym_env(spec, seed=seed, render_mode=render_mode)
-    return DoomEnv(spec, render_mode=render_mode, seed=seed)
+    return DoomEnv(spec, render_mode=render_mode, seed=seed, engine_timeout=engine_timeout)
 
 
 def load_env_spec(name: str) -> EnvSpec:

@@ -1,0 +1,1 @@
+"""Where the workers run: ``local`` (processes on this machine, sharing memory)."""

@@ -1,0 +1,139 @@
+"""The ViZDoom engine process: it dies with its owner, and a call it never answers is cut short.
+
+Two faults seen in real runs (issue 11):
+
+* ViZDoom starts each game's engine as a child process of the process that created the game; when that
+  owner was killed (``kill -9`` of a worker or of the trainer), its engines ran on forever. Games made
+  here start the engine through ``vizdoom-owned`` / ``engine_launcher.py``, which set the Linux
+  parent-death signal before becoming the engine, so the kernel kills it with its owner.
+* A stopped or wedged engine leaves ``make_action`` waiting forever. ViZDoom releases the GIL while it
+  waits, so one watchdog thread per process can notice a call that has run past its time limit and kill
+  that engine; the blocked call then raises ViZDoom's "instance crash" at once.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+_LAUNCHER = Path(__file__).resolve().parent / "vizdoom-owned"
+_init_lock = threading.Lock()
+
+
+def owned_engine_path() -> str | None:
+    """The launcher to hand to ``DoomGame.set_vizdoom_path``, with its settings put in the environment the
+    engine inherits; None where the parent-death signal does not exist (not Linux) or the launcher is missing."""
+    if not sys.platform.startswith("linux") or not os.access(_LAUNCHER, os.X_OK):
+        return None
+    import vizdoom
+
+    os.environ["DOOM_A3C_PYTHON"] = sys.executable
+    os.environ["DOOM_A3C_VIZDOOM"] = str(Path(vizdoom.__file__).resolve().parent / "vizdoom")
+    os.environ["DOOM_A3C_ENGINE_OWNER"] = str(os.getpid())
+    return str(_LAUNCHER)
+
+
+def child_pids() -> set[int]:
+    """The pids of this process's children (of all its threads)."""
+    pids: set[int] = set()
+    files = glob.glob(f"/proc/{os.getpid()}/task/*/children")
+    for name in files:
+        try:
+            pids.update(int(p) for p in Path(name).read_text().split())
+        except OSError:
+            pass
+    if files:
+        return pids
+    for entry in glob.glob("/proc/[0-9]*/stat"):  # kernels without /proc/.../children
+        try:
+            if int(Path(entry).read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                pids.add(int(entry.split("/")[2]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return pids
+
+
+def start_engine(game) -> int | None:
+    """``game.init()``, returning the pid of the engine process it started (None if it cannot be told)."""
+    if not sys.platform.startswith("linux"):
+        game.init()
+        return None
+    with _init_lock:  # games started from two threads at once would blur whose child is whose
+        before = child_pids()
+        game.init()
+        new = child_pids() - before
+    return new.pop() if len(new) == 1 else None
+
+
+def kill_engine(pid: int | None) -> None:
+    """SIGKILL one engine process; a stopped (SIGSTOP) process dies too."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class CallTimer:
+    """Marks a blocking engine call as started and finished; the watchdog kills the engine of a call that
+    runs past ``timeout`` seconds. Costs two attribute writes per call on the hot path."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.deadline = 0.0  # 0: no call in progress
+        self.pid: int | None = None
+        self.expired = False
+        if timeout > 0:
+            _watchdog().watch(self)
+
+    def start(self) -> None:
+        """A call begins now."""
+        self.deadline = time.monotonic() + self.timeout
+
+    def stop(self) -> None:
+        """The call returned or raised."""
+        self.deadline = 0.0
+
+
+class _Watchdog:
+    """One daemon thread per process, checking twice a second every live CallTimer."""
+
+    def __init__(self) -> None:
+        self._timers: weakref.WeakSet = weakref.WeakSet()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="doom-engine-watchdog", daemon=True).start()
+
+    def watch(self, timer: CallTimer) -> None:
+        with self._lock:
+            self._timers.add(timer)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.5)
+            with self._lock:
+                timers = list(self._timers)
+            now = time.monotonic()
+            for timer in timers:
+                deadline = timer.deadline
+                if deadline and now > deadline and timer.pid is not None and not timer.expired:
+                    timer.expired = True
+                    kill_engine(timer.pid)
+
+
+_WATCHDOG: _Watchdog | None = None
+_WATCHDOG_LOCK = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    global _WATCHDOG
+    with _WATCHDOG_LOCK:
+        if _WATCHDOG is None:
+            _WATCHDOG = _Watchdog()
+        return _WATCHDOG
