@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -40,10 +41,14 @@ def save_checkpoint(path: str | Path, *, model: ActorCritic, scenario: dict, con
         "evaluation": evaluation or {},
         "run": run or {},
     }
+    # Serialised in memory first: a failing write (disk full, file size limit) then raises a plain
+    # OSError naming the cause, where torch.save streaming into the file raises an opaque RuntimeError.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates the file readable by its owner only; give it the permissions of any new file.

@@ -54,7 +54,7 @@ class TrainConfig:
     checkpoint_interval: float = _help("seconds between checkpoints of latest.pt", default=60.0)
     log_interval: float = _help("seconds between progress lines", default=10.0)
     env_timeout: float = _help("seconds a game's engine may take to answer one step before it is killed and "
-                               "replaced by a fresh game", default=30.0)
+                               "replaced by a fresh game (a step takes about a millisecond)", default=10.0)
     worker_timeout: float = _help("seconds a worker may go without finishing a rollout before the supervisor "
                                   "kills and restarts it", default=120.0)
     max_worker_restarts: int = _help("worker deaths allowed in any 10 minutes; one more stops training with a "

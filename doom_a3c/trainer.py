@@ -69,6 +69,14 @@ def _markdown_table(rows: dict) -> str:
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
 
 
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP: stop training. Further signals are ignored from here on, so that a second
+    one (a signal sent to the whole process group, an impatient Ctrl-C) cannot cut the shutdown short."""
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _signals(handler) -> None:
     """Route Ctrl-C, SIGTERM and SIGHUP to ``handler`` for the duration (only possible in the main thread)."""
@@ -146,7 +154,7 @@ class Trainer:
         return payload
 
     def _build(self, payload: dict | None) -> None:
-        cfg, spec = self.cfg, self.spec
+        cfg = self.cfg
         # The evaluation env comes first: its spaces pick the model's encoder and head.
         self.eval_env = self._make_eval_env()
         spaces = (self.eval_env.observation_space, self.eval_env.action_space)
@@ -275,7 +283,7 @@ class Trainer:
         self.started = time.monotonic()
         # A SIGTERM (kill, a job scheduler, `timeout`) or SIGHUP (a closed terminal) stops training like
         # Ctrl-C does: workers stopped, checkpoint saved. Their defaults would end this process on the spot.
-        with _signals(signal.default_int_handler):
+        with _signals(_interrupt):
             try:
                 self._build(payload)
                 self._open_writer()
@@ -479,10 +487,9 @@ class Trainer:
         line = (f"frames {_human(frames):>7} | {fps:6.0f} fps | reward(last 100) {mean_reward:>6} | "
                 f"eval {last_eval:>6} (best {self.best_eval:.1f}) | {_clock(elapsed)} elapsed | "
                 f"ETA {self._eta(frames, fps, elapsed)}")
-        if self.counters["env_restarts"]:
-            line += f" | {self.counters['env_restarts']} game restarts"
-        if self.counters["worker_restarts"]:
-            line += f" | {self.counters['worker_restarts']} worker restarts"
+        for key, what in (("env_restarts", "game"), ("worker_restarts", "worker")):
+            if self.counters[key]:
+                line += f" | {self.counters[key]} {what} restart{'s' if self.counters[key] > 1 else ''}"
         if self.resumed_from is not None:
             line += f" | resumed at {_human(self.resumed_from)}"
         return line

@@ -4,16 +4,11 @@ and resume, and bad input (one clear line, exit code 2, no traceback)."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_script
@@ -84,113 +79,6 @@ def test_play_finds_best_checkpoint_by_scenario(trained):
     result = run_script("play.py", "--scenario", "basic", "--episodes", "1", "--sample", cwd=where)
     assert result.returncode == 0, result.stderr
     assert "sampled actions" in result.stdout
-
-
-def _state_and_parent(pid: int) -> tuple[str, int] | None:
-    """A process's state letter and parent pid from /proc/<pid>/stat; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])
-
-
-def _running(pid: int) -> bool:
-    info = _state_and_parent(pid)
-    return info is not None and info[0] != "Z"
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every running process below ``pid``: the workers and their game engines."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        info = _state_and_parent(int(entry.name))
-        if info is not None and info[0] != "Z":
-            children.setdefault(info[1], []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pids: list[int], seconds: float) -> list[int]:
-    """The pids still running (not zombies) after waiting up to ``seconds`` for them to go."""
-    deadline = time.monotonic() + seconds
-    while True:
-        alive = [pid for pid in pids if _running(pid)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.2)
-
-
-def _start_training(tmp_path, run_name):
-    """Start train_doom.py and return once its workers have trained on some frames."""
-    command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", "basic", "--run-name",
-               run_name, *QUICK]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while True:
-        line = process.stdout.readline()
-        if not line or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("training never reported progress")
-        progress = re.match(r"frames\s+([\d.]+)", line)
-        if progress and float(progress.group(1)) > 0:
-            return process
-
-
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_saves_a_checkpoint_stops_every_process_and_resume_continues(tmp_path, stop_signal):
-    process = _start_training(tmp_path, "int")
-    try:
-        below = _descendants(process.pid)
-        assert len(below) >= 2 + 2 * 2, below  # two workers, each with two game engines
-        process.send_signal(stop_signal)
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, err
-    assert "Traceback" not in err
-    assert "--resume" in out
-    assert _alive(below, 10) == [], "workers or game engines outlived the trainer"
-    latest = tmp_path / "models" / "basic" / "latest.pt"
-    frames_before = load_checkpoint(latest)["counters"]["frames"]
-    assert frames_before > 0
-    if stop_signal == signal.SIGTERM:
-        return  # resuming is the same code path whichever signal stopped the run; test it once
-    result = run_script("train_doom.py", "--scenario", "basic", "--resume", "--run-name", "int2", "--max-frames",
-                        str(frames_before + 3000), *QUICK, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    payload = load_checkpoint(latest)
-    assert payload["counters"]["frames"] >= frames_before + 3000
-    assert payload["optimizer"] is not None
-
-
-def test_workers_stop_on_their_own_when_the_trainer_is_killed(tmp_path):
-    """SIGKILL leaves the trainer no chance to stop anything: the workers notice and close their games.
-    (The trainer's own evaluation game is orphaned; only the trainer could have closed it.)"""
-    process = _start_training(tmp_path, "killed")
-    below = _descendants(process.pid)
-    workers = [pid for pid in below if "multiprocessing.spawn" in _cmdline(pid)]
-    workers_and_games = workers + [pid for worker in workers for pid in _descendants(worker)]
-    try:
-        assert len(workers) == 2 and len(workers_and_games) == 2 + 2 * 2, (workers, workers_and_games)
-        process.kill()
-        process.wait(timeout=30)
-        assert _alive(workers_and_games, 30) == [], "workers or their games kept running after the trainer died"
-    finally:
-        for pid in _alive(below, 0):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("args,fragment", [

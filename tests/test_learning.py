@@ -6,9 +6,10 @@ set), so a run on another CPU takes another path. The assertion is therefore "re
 a cap", with the cap and the margins measured over many seeds (see the numbers below), not "this seed
 reaches that score after exactly N frames".
 
-Measured (2-core x86 machine, seeds 1-10, DOOM_A3C_LEARNING_SEED): the mean of the last 50 training
-episodes first reached 0 after 0.28M-0.62M frames (median 0.41M); the cap is 1.5M. The separate sampled
-evaluation afterwards: -20 to +40 against -190 to -150 before training.
+Measured on a 2-core x86 machine over seeds 1-10 (DOOM_A3C_LEARNING_SEED=N pytest tests/test_learning.py -s):
+the mean of the last 50 training episodes first reached 0 after 0.70M-1.13M frames (median 0.85M); the
+cap is 2M, 1.8 times the slowest seed. The separate sampled evaluation rose by 85 to 196 (median 140)
+over the same untrained network's, from -216..-141 to -56..+6; the assertion asks for 40.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from doom_a3c.model import ActorCritic
 from doom_a3c.worker import Worker, make_shared_handles
 
 SEED = int(os.environ.get("DOOM_A3C_LEARNING_SEED", "1"))
-CAP = int(os.environ.get("DOOM_A3C_LEARNING_FRAMES", "0")) or 1_500_000
+CAP = int(os.environ.get("DOOM_A3C_LEARNING_FRAMES", "0")) or 2_000_000
 TARGET = 0.0  # mean raw reward of the last 50 training episodes; a random agent scores about -170
 WINDOW = 50
 
@@ -74,7 +75,7 @@ def test_a3c_learns_basic_from_pixels(basic_spec):
           f"after {after['mean']:.1f}")
     assert reached_at is not None, f"training episodes averaged {np.mean(recent):.1f} after {CAP} frames"
     # A separate evaluation of the trained model must show it too, well clear of random play.
-    assert after["mean"] > before["mean"] + 80
+    assert after["mean"] > before["mean"] + 40
 
 
 def _episode_rewards(handles) -> list[float]:

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EnvSpec
-from doom_a3c.messages import UpdateDone, WorkerFailed, WorkerRestarted
+from doom_a3c.messages import WorkerFailed, WorkerRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.shared_optim import SharedAdam
 from doom_a3c.worker import make_shared_handles, worker_main

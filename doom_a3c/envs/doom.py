@@ -90,7 +90,7 @@ class DoomEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 35}
 
     def __init__(self, spec: ScenarioSpec, render_mode: str | None = None, seed: int | None = None,
-                 engine_timeout: float = 30.0):
+                 engine_timeout: float = 10.0):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         if render_mode == "human" and not has_display():

@@ -22,7 +22,7 @@ EnvSpec = Union[ScenarioSpec, GymSpec]
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
-             engine_timeout: float = 30.0) -> gym.Env:
+             engine_timeout: float = 10.0) -> gym.Env:
     """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``.
     ``engine_timeout``: seconds a ViZDoom engine may take to answer one call before it is killed."""
     if isinstance(spec, GymSpec):

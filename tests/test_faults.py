@@ -1,0 +1,222 @@
+"""Faults on the real engine, with train_doom.py run as a user runs it: signals to the trainer and to its
+process group, a killed and a hung game, killed workers, a killed trainer, resume, unwritable outputs.
+Each test checks that no worker and no ViZDoom engine of the run is left afterwards."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, alive, descendants, is_engine, is_worker, run_script
+from doom_a3c.checkpoint import load_checkpoint
+
+QUICK = ["--scenario", "basic", "--workers", "2", "--envs-per-worker", "2", "--eval-episodes", "2",
+         "--final-eval-episodes", "3", "--log-interval", "1", "--baseline-episodes", "2"]
+
+
+class Training:
+    """train_doom.py in a session of its own, so that a signal sent to its process group reaches no test."""
+
+    def __init__(self, cwd, *args: str, preexec_fn=None):
+        command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), *QUICK, *args]
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, start_new_session=True, preexec_fn=preexec_fn)
+        self.lines: list[str] = []
+        self.seen: set[int] = set()
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
+        """Read the progress output until a line matches ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            self.seen.update(descendants(self.process.pid))
+            found = re.search(pattern, line)
+            if found:
+                return found
+        self.kill()
+        raise AssertionError(f"never printed /{pattern}/:\n{''.join(self.lines)}")
+
+    def training(self) -> None:
+        """Return once the workers have trained on some frames, every worker and game started."""
+        self.wait_for(r"frames\s+[1-9]")
+
+    def workers(self) -> list[int]:
+        return [pid for pid in descendants(self.process.pid) if is_worker(pid)]
+
+    def engines(self, below: int | None = None) -> list[int]:
+        return [pid for pid in descendants(below or self.process.pid) if is_engine(pid)]
+
+    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
+        """Wait for the end; the exit code, everything printed, and stderr."""
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        finally:
+            self.kill()
+        return self.process.returncode, "".join(self.lines) + out, err
+
+    def kill(self) -> None:
+        """Leave nothing behind, whatever the test's outcome."""
+        for pid in alive([*self.seen, *descendants(self.process.pid)], 0):
+            os.kill(pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _no_traceback(text: str) -> None:
+    assert "Traceback" not in text, text
+
+
+def _scalars(run_dir, tag):
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_to_the_process_group_saves_a_checkpoint_and_leaves_nothing(tmp_path, stop_signal):
+    """What a closed terminal, Ctrl-C, `timeout -s TERM` or a job scheduler does: signal the whole group."""
+    run = Training(tmp_path, "--run-name", "grp")
+    run.training()
+    below = descendants(run.process.pid)
+    assert len(run.workers()) == 2 and len(run.engines()) == 2 * 2 + 1, below  # + the evaluation game
+    os.killpg(run.process.pid, stop_signal)
+    code, out, err = run.finish(120)
+    assert code == 130, err
+    _no_traceback(err)
+    assert "--resume" in out
+    assert alive(below, 10) == [], "workers or game engines outlived the trainer"
+    assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
+
+
+def test_resume_continues_the_same_run_and_its_clock(tmp_path):
+    run = Training(tmp_path, "--run-name", "first")
+    run.training()
+    run.process.send_signal(signal.SIGINT)
+    code, _, err = run.finish(120)
+    assert code == 130, err
+    saved = load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]
+    before = saved["frames"]
+
+    result = run_script("train_doom.py", *QUICK, "--resume", "--max-frames", str(before + 20000), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming first at" in result.stdout and "resumed at" in result.stdout
+    assert [p.name for p in (tmp_path / "runs" / "basic").iterdir()] == ["first"]  # no second run directory
+    steps = [event.step for event in _scalars(tmp_path / "runs" / "basic" / "first", "charts/fps")]
+    assert min(steps) < before < max(steps)  # one frame axis across both sessions
+    after = load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")
+    assert after["counters"]["frames"] >= before + 20000 and after["optimizer"] is not None
+    assert after["counters"]["seconds"] > saved["seconds"]  # the clock counts both sessions
+    assert after["run"]["name"] == "first"
+
+
+def test_a_killed_and_a_hung_game_are_replaced_and_training_finishes(tmp_path):
+    run = Training(tmp_path, "--run-name", "games", "--max-frames", "40000", "--env-timeout", "2")
+    run.training()
+    workers = run.workers()
+    killed, stopped = run.engines(workers[0])[0], run.engines(workers[1])[0]
+    os.kill(killed, signal.SIGKILL)  # a crash
+    os.kill(stopped, signal.SIGSTOP)  # a game that never answers again
+    code, out, err = run.finish()
+    assert code == 0, out + err
+    _no_traceback(err)
+    assert re.search(r"game \d of worker \d restarted: engine failed", out), out
+    assert re.search(r"game \d of worker \d restarted: engine did not answer within 2 s", out), out
+    assert "final evaluation:" in out
+    restarts = _scalars(tmp_path / "runs" / "basic" / "games", "charts/env_restarts")
+    assert restarts and max(event.value for event in restarts) >= 2
+    assert alive(list(run.seen), 10) == [], "a game engine or worker of the run is still running"
+
+
+def test_a_killed_worker_is_restarted_and_training_finishes(tmp_path):
+    run = Training(tmp_path, "--run-name", "worker", "--max-frames", "40000")
+    run.training()
+    victim = run.workers()[0]
+    games = run.engines(victim)
+    os.kill(victim, signal.SIGKILL)
+    assert alive(games, 10) == [], "the killed worker's games outlived it"
+    code, out, err = run.finish()
+    assert code == 0, out + err
+    assert re.search(r"worker \d died \(killed by SIGKILL\); started it again", out), out
+    assert "final evaluation:" in out
+    assert _scalars(tmp_path / "runs" / "basic" / "worker", "charts/worker_restarts")
+    assert alive(list(run.seen), 10) == []
+
+
+def test_workers_that_keep_dying_stop_training_with_a_checkpoint(tmp_path):
+    run = Training(tmp_path, "--run-name", "dying", "--max-worker-restarts", "1")
+    run.training()
+    os.kill(run.workers()[0], signal.SIGKILL)
+    run.wait_for(r"started it again")
+    run.training()
+    os.kill(run.workers()[1], signal.SIGKILL)
+    code, out, err = run.finish()
+    assert code == 1, out + err
+    _no_traceback(err)
+    assert "training stopped: workers died 2 times in 10 minutes (more than --max-worker-restarts 1)" in out
+    assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
+    assert alive(list(run.seen), 10) == []
+
+
+def test_killing_the_trainer_leaves_no_worker_and_no_game(tmp_path):
+    """SIGKILL gives the trainer no chance to stop anything: the kernel ends its workers and every engine,
+    the evaluation game's included."""
+    run = Training(tmp_path, "--run-name", "killed")
+    run.training()
+    below = descendants(run.process.pid)
+    assert len(run.engines()) == 2 * 2 + 1
+    run.process.kill()
+    run.process.wait(timeout=30)
+    assert alive(below, 10) == [], "workers or game engines kept running after the trainer died"
+    run.kill()
+
+
+@pytest.mark.parametrize("option", ["--models-dir", "--runs-dir", "--frames-dir"])
+def test_an_output_directory_that_cannot_be_written_is_refused_before_anything_starts(tmp_path, option):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    started = time.monotonic()
+    result = run_script("train_doom.py", *QUICK, option, str(blocker / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    _no_traceback(result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"{option} {blocker / 'out'}: cannot write to" in result.stderr
+    assert "training" not in result.stdout and not list(tmp_path.glob("runs/**/events.out.tfevents.*"))
+    assert time.monotonic() - started < 60
+
+
+def _ignore_file_size_signal() -> None:
+    """In the trainer: a write past the file-size limit then fails with EFBIG instead of killing it."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_and_training_goes_on(tmp_path):
+    run = Training(tmp_path, "--run-name", "full", "--max-frames", "40000", "--checkpoint-interval", "1",
+                   preexec_fn=_ignore_file_size_signal)
+    run.training()
+    # From now on no file of the trainer's may grow past 500 kB: as far as a 2 MB checkpoint goes, the
+    # disk is full. The workers (other processes) are not limited.
+    resource.prlimit(run.process.pid, resource.RLIMIT_FSIZE, (500_000, resource.RLIM_INFINITY))
+    latest = tmp_path / "models" / "basic" / "latest.pt"
+    time.sleep(2.5)  # past the save that may have been under way: every save from here on fails
+    previous = latest.read_bytes()
+    code, out, err = run.finish()
+    assert code == 0, out + err
+    _no_traceback(err)
+    assert out.count("could not write models/basic/latest.pt (File too large); the previous one is intact; "
+                     "training goes on") == 1, out
+    assert "final evaluation:" in out
+    assert latest.read_bytes() == previous and not list(latest.parent.glob(".latest.pt.*.tmp"))
+    assert load_checkpoint(latest)["counters"]["frames"] > 0
+    assert alive(list(run.seen), 10) == []
