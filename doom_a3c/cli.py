@@ -110,8 +110,9 @@ def play_main(argv: list[str] | None = None) -> int:
     """``play.py``: load a checkpoint and watch the agent play, print rewards, optionally record a GIF."""
     parser = argparse.ArgumentParser(
         prog="play.py",
-        description="Play a trained agent on any environment: greedy by default; --render shows the game "
-                    "window, --gif records, --random plays the random-agent baseline.")
+        description="Play a trained agent on any environment, picking actions as the environment's "
+                    "evaluations do (greedy unless its file says sampled); --render shows the game window, "
+                    "--gif records, --random plays the random-agent baseline.")
     parser.add_argument("--env", "--scenario", dest="env", default=None,
                         help="ViZDoom scenario, gymnasium id or .toml path (default: the checkpoint's, or basic)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint file (default: models/<env>/best.pt)")
@@ -119,7 +120,9 @@ def play_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=5, help="number of episodes to play")
     parser.add_argument("--render", action="store_true", help="show the game's window at real-time speed")
     parser.add_argument("--gif", default=None, metavar="PATH", help="record the episodes into this GIF")
-    parser.add_argument("--sample", action="store_true", help="sample actions instead of taking the most likely")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sample", action="store_true", help="sample actions from the policy")
+    mode.add_argument("--greedy", action="store_true", help="take the most likely action")
     parser.add_argument("--random", action="store_true",
                         help="play uniformly random actions, no checkpoint: the baseline a trained agent beats")
     parser.add_argument("--seed", type=int, default=0, help="game seed")
@@ -163,6 +166,7 @@ def play_main(argv: list[str] | None = None) -> int:
     except ScenarioError as err:
         return _fail(parser.prog, str(err))
     model = None
+    greedy = args.greedy or (not args.sample and getattr(spec, "eval_mode", "greedy") == "greedy")
     if payload is not None:
         try:
             model = model_from_checkpoint(payload, path, env.observation_space.shape, action_space=env.action_space)
@@ -171,9 +175,10 @@ def play_main(argv: list[str] | None = None) -> int:
             return _fail(parser.prog, str(err))
         model.eval()
         trained = payload.get("evaluation", {})
-        note = f", evaluated at {trained['mean']:.1f}" if "mean" in trained else ""
+        note = f", evaluated at {trained['mean']:.1f} with {trained.get('mode', 'greedy')} actions" \
+            if "mean" in trained else ""
         print(f"playing {spec.name} with {path} ({payload['counters'].get('frames', 0):,} frames trained{note}), "
-              f"{'sampled' if args.sample else 'greedy'} actions")
+              f"{'greedy' if greedy else 'sampled'} actions")
     else:
         print(f"playing {spec.name} with uniformly random actions (the random-agent baseline)")
     env.action_space.seed(args.seed)
@@ -181,7 +186,7 @@ def play_main(argv: list[str] | None = None) -> int:
     results, frames = [], []
     try:
         for episode in range(1, args.episodes + 1):
-            result = run_episode(env, model, greedy=not args.sample, record=args.gif is not None,
+            result = run_episode(env, model, greedy=greedy, record=args.gif is not None,
                                  generator=generator)
             frames.extend(result.frames)
             results.append(result)

@@ -41,14 +41,16 @@ class TrainConfig:
     seed: int = _help("random seed; worker i uses seed + i", default=1)
     max_frames: int = _help("stop after this many frames (env steps x frame skip); 0: no limit", default=0)
     max_minutes: float = _help("stop after this many minutes of training; 0: no limit", default=0.0)
-    target_reward: float = _help("stop once a greedy evaluation reaches this mean raw reward "
+    target_reward: float = _help("stop once an evaluation reaches this mean raw reward "
                                  "(default: the scenario's target)", default=float("nan"))
-    eval_interval: float = _help("seconds between greedy evaluations (they pick best.pt and test the target)",
+    eval_interval: float = _help("seconds between evaluations (they pick best.pt and test the target)",
                                  default=20.0)
-    eval_episodes: int = _help("episodes per periodic greedy evaluation", default=20)
+    eval_episodes: int = _help("episodes per periodic evaluation", default=20)
+    eval_mode: str = _help("how evaluations pick actions: greedy (the most likely) or sampled (from the policy); "
+                           "default: the scenario's", default="")
     baseline_episodes: int = _help("episodes of a uniformly random agent played before training; their mean is "
                                    "printed and logged as eval/random_baseline (0: skip)", default=10)
-    final_eval_episodes: int = _help("episodes of the final greedy evaluation", default=100)
+    final_eval_episodes: int = _help("episodes of the final evaluation", default=100)
     gif_interval: float = _help("seconds between GIFs of a greedy episode (one more is written at the end); "
                                 "0: only the final one", default=120.0)
     checkpoint_interval: float = _help("seconds between checkpoints of latest.pt", default=60.0)
@@ -88,6 +90,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
 
+        if self.eval_mode not in ("", "greedy", "sampled"):
+            raise ValueError(f"--eval-mode must be greedy or sampled, got '{self.eval_mode}'")
         if self.lr_decay and not self.max_frames:
             raise ValueError("--lr-decay decays the learning rate to 0 at --max-frames: give --max-frames N")
         from doom_a3c.returns import ADVANTAGES

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class EpisodeDone:
-    """A training game finished an episode: its raw (unscaled) return and its length in env steps."""
+    """A training game finished an episode: its raw (unscaled) return, its length in env steps, and the
+    shaped return the learner saw where the scenario shapes its reward (None elsewhere)."""
 
     rank: int
     reward: float
     length: int
+    shaped: float | None = None
 
 
 @dataclass(frozen=True)

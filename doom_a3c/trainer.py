@@ -110,6 +110,11 @@ class Trainer:
         self.counters = {"frames": 0, "updates": 0, "episodes": 0, "seconds": 0.0, "env_restarts": 0,
                          "worker_restarts": 0}
         self._eval_env_starts = 0
+        # Greedy actions can be degenerate where sampling is not (navigation): the scenario says which.
+        self.eval_mode = cfg.eval_mode or getattr(spec, "eval_mode", "greedy")
+        self.eval_generator = torch.Generator().manual_seed(cfg.seed)  # sampled evaluations repeat
+        self.shapes = bool(getattr(spec, "shaping", None))
+        self.recent_shaped: collections.deque = collections.deque(maxlen=100)
         self.recent_rewards: collections.deque = collections.deque(maxlen=100)
         self.update_sums: collections.defaultdict = collections.defaultdict(float)
         self.update_count = 0
@@ -189,7 +194,8 @@ class Trainer:
         # A resumed run writes into the same directory; purge_step hides what the interrupted run had
         # logged past its last checkpoint, so the curves continue without a doubled stretch.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=self.resumed_from)
-        settings = {**self.cfg.to_dict(), "target_reward": self.target, "run_name": self.run_name}
+        settings = {**self.cfg.to_dict(), "target_reward": self.target, "run_name": self.run_name,
+                    "eval_mode": self.eval_mode}
         scenario = self.spec.to_dict()
         step = self.counters["frames"]
         self.writer.add_text("config/train", _markdown_table(settings), step)
@@ -225,12 +231,13 @@ class Trainer:
             self._write_failures.add(str(path))
             self.say(f"could not write {path} ({err.strerror or err}); {consequence}; training goes on")
 
-    def _greedy(self, episodes: int, record: bool, model: ActorCritic | None = None):
-        """Greedy episodes on the evaluation game; a crashed game is replaced and the episodes played again."""
-        model = self.eval_model if model is None else model
+    def _play_eval(self, episodes: int, record: bool):
+        """Evaluation episodes (greedy or sampled, as the scenario says) with the evaluation snapshot; a
+        crashed game is replaced and the episodes played again."""
         for attempt in (1, 2):
             try:
-                return evaluate(self.eval_env, model, episodes, greedy=True, record_first=record)
+                return evaluate(self.eval_env, self.eval_model, episodes, greedy=self.eval_mode == "greedy",
+                                record_first=record, generator=self.eval_generator)
             except EngineError as err:
                 self._replace_eval_env(str(err))
                 if attempt == 2:
@@ -242,9 +249,9 @@ class Trainer:
         self.eval_env = self._make_eval_env()
 
     def _evaluate(self, episodes: int, gif_tag: str | None) -> dict:
-        """Greedy episodes with a fresh snapshot of the shared model; a GIF of the first if tagged."""
+        """Evaluation episodes with a fresh snapshot of the shared model; a GIF of the first if tagged."""
         self.eval_model.load_state_dict(self.model.state_dict())
-        results, frames = self._greedy(episodes, record=gif_tag is not None)
+        results, frames = self._play_eval(episodes, record=gif_tag is not None)
         if gif_tag is not None and frames:
             self._write_gif(gif_tag, frames)
         return summarize(results)
@@ -269,7 +276,7 @@ class Trainer:
         step = self.counters["frames"]
         for key in ("mean", "std", "min", "max", "length"):
             self.writer.add_scalar(f"eval/final_{key}", final[key], step)
-        self.writer.add_text("eval/final", json.dumps(final), step)
+        self.writer.add_text("eval/final", json.dumps({**final, "mode": self.eval_mode}), step)
 
     # -- the run ------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -310,7 +317,7 @@ class Trainer:
         resumed = f", resuming {self.run_name} at {_human(self.resumed_from)} frames " \
                   f"({_clock(self.counters['seconds'])} trained)" if self.resumed_from is not None else ""
         self.say(f"training {self.spec.name}: {cfg.workers} workers x {cfg.envs_per_worker} games, "
-                 f"target {self.target:g}{resumed}, TensorBoard: {self.run_dir}")
+                 f"target {self.target:g} ({self.eval_mode} evaluation){resumed}, TensorBoard: {self.run_dir}")
         self.seconds_before = float(self.counters["seconds"])
         self.started = time.monotonic()
         stop_reason = "interrupted"
@@ -357,21 +364,21 @@ class Trainer:
                      f"{_clock(result.seconds)}")
         else:
             self.say(f"stopped ({stop_reason}) after {_human(result.frames)} frames in {_clock(result.seconds)}; "
-                     f"final evaluation over {cfg.final_eval_episodes} greedy episodes...")
+                     f"final evaluation over {cfg.final_eval_episodes} episodes, {self.eval_mode} actions...")
             final = self._evaluate(cfg.final_eval_episodes, "final")
             if final["mean"] >= self.best_eval or not self.best_path.exists():
                 self.best_eval = max(self.best_eval, final["mean"])
                 self._save(self.best_path, {"mean": final["mean"], "std": final["std"],
-                                            "episodes": final["episodes"]}, model=self.eval_model)
+                                            "episodes": final["episodes"], "mode": self.eval_mode}, model=self.eval_model)
             # The workers have stopped, so the evaluated snapshot is exactly what latest.pt holds.
             self._save(self.latest_path, {"mean": final["mean"], "std": final["std"],
-                                          "episodes": final["episodes"]})
+                                          "episodes": final["episodes"], "mode": self.eval_mode})
         result.final_eval = final
         self._log_final(final)
         self._close()
         self.say(f"final evaluation: {final['mean']:.1f} ± {final['std']:.1f} "
                  f"(min {final['min']:.0f}, max {final['max']:.0f}, mean length {final['length']:.1f} steps) "
-                 f"over {final['episodes']} episodes")
+                 f"over {final['episodes']} episodes, {self.eval_mode} actions")
         self.say(f"checkpoints: {self.best_path} (best), {self.latest_path}; GIFs: {self.gif_dir}/")
         result.best_eval = self.best_eval
         return result
@@ -397,6 +404,9 @@ class Trainer:
             self.counters["episodes"] += 1
             self.recent_rewards.append(message.reward)
             self.writer.add_scalar("charts/episode_reward", message.reward, frames)
+            if message.shaped is not None:  # what the learner saw, beside the game's own score
+                self.recent_shaped.append(message.shaped)
+                self.writer.add_scalar("charts/episode_shaped_reward", message.shaped, frames)
             self.writer.add_scalar("charts/episode_length", message.length, frames)
         elif isinstance(message, UpdateDone):
             self.counters["updates"] += 1
@@ -451,7 +461,7 @@ class Trainer:
                     # snapshot before stopping, so a lucky run of 20 episodes does not end training early.
                     self.say(f"evaluation {summary['mean']:.1f} reached the target {self.target:g}; confirming "
                              f"over {cfg.final_eval_episodes} episodes")
-                    results, gif_frames = self._greedy(cfg.final_eval_episodes, record=True)
+                    results, gif_frames = self._play_eval(cfg.final_eval_episodes, record=True)
                     confirm = summarize(results)
                     if confirm["mean"] >= self.target:
                         self._write_gif("final", gif_frames)
@@ -462,7 +472,7 @@ class Trainer:
                     self.best_eval = summary["mean"]
                     self._sync_counters()
                     self._save(self.best_path, {"mean": summary["mean"], "std": summary["std"],
-                                                "episodes": summary["episodes"]}, model=self.eval_model)
+                                                "episodes": summary["episodes"], "mode": self.eval_mode}, model=self.eval_model)
                 last["eval"] = time.monotonic()
                 if summary["mean"] >= self.target and summary["episodes"] >= cfg.final_eval_episodes:
                     self.confirmed = summary
@@ -484,8 +494,11 @@ class Trainer:
 
     def _progress_line(self, frames: int, fps: float, last_eval: str, elapsed: float) -> str:
         mean_reward = f"{np.mean(self.recent_rewards):.1f}" if self.recent_rewards else "-"
+        if self.recent_shaped:
+            mean_reward += f" (shaped {np.mean(self.recent_shaped):.1f})"
+        mode = "" if self.eval_mode == "greedy" else f" {self.eval_mode}"
         line = (f"frames {_human(frames):>7} | {fps:6.0f} fps | reward(last 100) {mean_reward:>6} | "
-                f"eval {last_eval:>6} (best {self.best_eval:.1f}) | {_clock(elapsed)} elapsed | "
+                f"eval{mode} {last_eval:>6} (best {self.best_eval:.1f}) | {_clock(elapsed)} elapsed | "
                 f"ETA {self._eta(frames, fps, elapsed)}")
         for key, what in (("env_restarts", "game"), ("worker_restarts", "worker")):
             if self.counters[key]:

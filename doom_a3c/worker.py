@@ -250,7 +250,7 @@ class Worker:
                 dones[t, i] = ended
                 if ended:
                     episode = info["episode"]
-                    self.out.put(EpisodeDone(self.rank, float(episode["r"]), int(episode["l"])))
+                    self.out.put(EpisodeDone(self.rank, float(episode["r"]), int(episode["l"]), episode.get("shaped")))
                     next_obs = self._reset_game(i)
                     if self.whole_episodes:
                         active[i] = False

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from doom_a3c.curves import scalars as _scalars, smooth as _smooth  # noqa: E402
 
 # label -> train.py options. Whole-episode rollouts for the critic-free estimators: they have no value
 # to bootstrap a cut-off rollout from.
@@ -31,25 +34,6 @@ VARIANTS = {
     "learned critic, GAE, whole episodes": ["--advantage", "gae", "--rollout-len", "0"],
     "learned critic, GAE, 10-step rollouts (A3C)": ["--advantage", "gae", "--rollout-len", "10"],
 }
-
-
-def _scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return np.array([]), np.array([])
-    points = events.Scalars(tag)
-    return np.array([p.step for p in points], dtype=float), np.array([p.value for p in points], dtype=float)
-
-
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    if len(values) < window:
-        return values
-    kernel = np.ones(window) / window
-    head = np.array([values[: i + 1].mean() for i in range(window - 1)])
-    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
 def main(argv: list[str] | None = None) -> int:

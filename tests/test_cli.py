@@ -147,3 +147,41 @@ def test_play_render_without_display_says_what_to_do(tmp_path):
     _no_traceback(result)
     assert "xvfb-run" in result.stderr and "--gif" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_sampled_evaluation_scenario_says_so_and_logs_its_shaped_reward(tmp_path):
+    """health_gathering evaluates with sampled actions and shapes its reward: the run, TensorBoard, the
+    checkpoint and play.py all say which mode a figure used, and the raw reward stays the one reported."""
+    result = run_script("train_doom.py", "--scenario", "health_gathering", "--max-frames", "6000", "--run-name",
+                        "hg", "--baseline-episodes", "0", *QUICK, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "target 2000 (sampled evaluation)" in result.stdout
+    assert "over 3 episodes, sampled actions" in result.stdout
+    events = EventAccumulator(str(tmp_path / "runs" / "health_gathering" / "hg"))
+    events.Reload()
+    raw = [e.value for e in events.Scalars("charts/episode_reward")]
+    shaped = [e.value for e in events.Scalars("charts/episode_shaped_reward")]
+    assert len(raw) == len(shaped) >= 1 and all(s >= r for r, s in zip(raw, shaped))
+    assert load_checkpoint(tmp_path / "models" / "health_gathering" / "best.pt")["evaluation"]["mode"] == "sampled"
+    played = run_script("play.py", "--scenario", "health_gathering", "--episodes", "1", cwd=tmp_path)
+    assert played.returncode == 0, played.stderr
+    assert "with sampled actions), sampled actions" in played.stdout
+    greedy = run_script("play.py", "--scenario", "health_gathering", "--episodes", "1", "--greedy", cwd=tmp_path)
+    assert greedy.returncode == 0 and ", greedy actions" in greedy.stdout
+
+
+def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
+    out = tmp_path / "docs"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "basic", "--max-frames",
+                             "3000", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    table = (out / "doom_results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| basic |"))
+    assert "| 75 | no (max_frames) |" in row and "(greedy)" in row
+    assert iio.imread(out / "doom_curves.png").shape[2] in (3, 4)
+    again = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "--plot-only", "--out-dir",
+                            str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert again.returncode == 0 and (out / "doom_results.md").read_text() == table
+    bad = run_script("doom_results.py", "no_such_scenario")
+    assert bad.returncode == 2 and "unknown scenario 'no_such_scenario'" in bad.stderr

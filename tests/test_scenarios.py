@@ -8,8 +8,8 @@ import pytest
 
 from doom_a3c.envs import ScenarioError, known_scenarios, load_scenario, make_env, scenario_table
 
-REQUIRED = ["basic", "defend_the_center", "defend_the_line", "health_gathering", "deadly_corridor",
-            "my_way_home", "take_cover"]
+REQUIRED = ["basic", "defend_the_center", "defend_the_line", "health_gathering", "health_gathering_supreme",
+            "deadly_corridor", "my_way_home", "take_cover"]
 
 
 def test_required_scenarios_are_shipped():
@@ -72,6 +72,9 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('config = "nowhere.cfg"\n', "ViZDoom config 'nowhere.cfg' not found"),
     ('buttons = ["ATTACK"]\n', "missing required keys ['config']"),
     ('config = "basic.cfg\n', "cannot read scenario file"),
+    ('config = "basic.cfg"\neval_mode = "best"\n', "'eval_mode' must be one of greedy, sampled"),
+    ('config = "basic.cfg"\n[shaping]\nMANA = 1\n', "unknown ViZDoom game variable 'MANA'"),
+    ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),
 ])
 def test_invalid_scenario_files_name_the_file_and_the_problem(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
@@ -91,3 +94,48 @@ def test_table_lists_every_scenario():
     for name in REQUIRED:
         assert name in table
     assert "INVALID" not in table
+
+
+@pytest.mark.parametrize("name", ["health_gathering", "health_gathering_supreme"])
+def test_shaping_follows_the_engines_game_variables(name):
+    """A scripted walk: each step's shaped reward is the engine's reward plus 0.5 per point of health
+    picked up, read independently from the engine; the logged episode return stays the engine's."""
+    spec = load_scenario(name)
+    assert spec.shaping == {"HEALTH": (0.5, 0.0)} and spec.eval_mode == "sampled"
+    import vizdoom
+
+    env = make_env(spec, seed=3)
+    try:
+        env.reset()
+        health = env.game.get_game_variable(vizdoom.GameVariable.HEALTH)
+        raw_total = shaped_total = 0.0
+        pickups = 0
+        script = [2, 2, 2, 3, 2, 2, 4, 2, 2, 2]  # forward, with a turn now and then
+        for step in range(600):
+            _, reward, terminated, truncated, info = env.step(script[step % len(script)])
+            now = env.game.get_game_variable(vizdoom.GameVariable.HEALTH)
+            expected = info["raw_reward"] + 0.5 * max(now - health, 0.0)
+            pickups += now > health
+            health = now
+            assert info["shaped_reward"] == pytest.approx(expected)
+            assert reward == pytest.approx(expected * spec.reward_scale)
+            raw_total += info["raw_reward"]
+            shaped_total += expected
+            if terminated or truncated:
+                break
+        assert terminated or truncated
+        assert pickups >= 1, "the walk picked up no medkit: the test would show nothing"
+        assert info["episode"]["r"] == pytest.approx(raw_total)
+        assert info["episode"]["shaped"] == pytest.approx(shaped_total) and shaped_total > raw_total
+    finally:
+        env.close()
+
+
+def test_unshaped_scenarios_report_no_shaped_reward():
+    env = make_env(load_scenario("basic"), seed=0)
+    try:
+        env.reset()
+        _, reward, _, _, info = env.step(0)
+        assert "shaped_reward" not in info and reward == pytest.approx(info["raw_reward"] * 0.01)
+    finally:
+        env.close()

@@ -83,8 +83,10 @@ class DoomEnv(gym.Env):
 
     ``terminated`` means the episode really ended (death, kill, goal); ``truncated`` means the
     scenario's timeout cut it short, so a learner should bootstrap from the value there. Rewards are
-    multiplied by the scenario's ``reward_scale``; the engine's raw reward is in ``info["raw_reward"]``
-    and, at the end of an episode, ``info["episode"] = {"r": raw return, "l": steps}``.
+    the engine's plus the scenario's shaping terms (if it declares any), times its ``reward_scale``; the
+    engine's raw reward is in ``info["raw_reward"]`` (the shaped one in ``info["shaped_reward"]``) and, at
+    the end of an episode, ``info["episode"] = {"r": raw return, "l": steps}`` (with ``"shaped"``: the
+    shaped return, where the scenario shapes).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 35}
@@ -105,6 +107,10 @@ class DoomEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, spec.obs_shape, dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(spec.num_actions)
         self._actions = [[float(x) for x in a] for a in spec.actions]
+        # Reward shaping (scenario data): weights per unit increase / decrease of each game variable.
+        self._shaping = [(getattr(vizdoom.GameVariable, name), up, down) for name, (up, down) in spec.shaping.items()]
+        self._variables = [0.0] * len(self._shaping)
+        self._shaped_return = 0.0
 
         self.game = configure_game(spec, seed=seed, visible=render_mode == "human")
         self._timer = CallTimer(engine_timeout)
@@ -137,11 +143,13 @@ class DoomEnv(gym.Env):
                 self.game.set_seed(int(seed) % (2**31))
             self.game.new_episode()
             obs = self._observe()
+            self._variables = [self.game.get_game_variable(v) for v, _, _ in self._shaping]
         except ENGINE_FAILURES as err:
             raise self._engine_error(err) from err
         finally:
             timer.stop()
         self._steps = 0
+        self._shaped_return = 0.0
         return obs, {}
 
     def step(self, action: int):
@@ -154,6 +162,7 @@ class DoomEnv(gym.Env):
             truncated = finished and game.is_episode_timeout_reached()
             obs = self._observe()
             total = game.get_total_reward() if finished else 0.0
+            shaped = raw + self._shaping_bonus() if self._shaping else raw
         except ENGINE_FAILURES as err:
             raise self._engine_error(err) from err
         finally:
@@ -161,9 +170,25 @@ class DoomEnv(gym.Env):
         self._steps += 1
         terminated = finished and not truncated
         info: dict[str, Any] = {"raw_reward": raw}
+        if self._shaping:
+            self._shaped_return += shaped
+            info["shaped_reward"] = shaped
         if finished:
             info["episode"] = {"r": total, "l": self._steps}
-        return obs, raw * self.reward_scale, terminated, truncated, info
+            if self._shaping:
+                info["episode"]["shaped"] = self._shaped_return
+        return obs, shaped * self.reward_scale, terminated, truncated, info
+
+    def _shaping_bonus(self) -> float:
+        """The shaping terms for the step just taken, from the change of each declared game variable
+        (read from the engine, so they are right on the last step of an episode too)."""
+        bonus = 0.0
+        for k, (variable, up, down) in enumerate(self._shaping):
+            value = self.game.get_game_variable(variable)
+            change = value - self._variables[k]
+            self._variables[k] = value
+            bonus += change * (up if change > 0 else down)
+        return bonus
 
     def _engine_error(self, err: Exception) -> EngineError:
         self._failed = True

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from doom_a3c.envs.doom import DisplayError, has_display
-from doom_a3c.envs.scenarios import SCENARIOS_DIR, ScenarioError, read_toml
+from doom_a3c.envs.scenarios import EVAL_MODES, SCENARIOS_DIR, ScenarioError, read_toml
 
 GYM_SPECS_DIR = SCENARIOS_DIR / "gym"
 # pygame (gymnasium's renderer) opens an audio device it never uses: no game here has sound.
@@ -47,7 +47,8 @@ class GymSpec:
     episodic_life: bool = False  # Atari: losing a life ends the episode (AtariPreprocessing's terminal_on_life_loss)
     clip_rewards: bool = False  # train on sign(reward) (DQN/A3C Atari); evaluation reports raw rewards
     reward_scale: float = 1.0  # training reward = (clipped) reward x this
-    target_reward: float = float("inf")  # greedy evaluation mean (raw reward) at which training stops
+    target_reward: float = float("inf")  # evaluation mean (raw reward) at which training stops
+    eval_mode: str = "greedy"  # how evaluations pick actions: "greedy" or "sampled"
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     source: str = ""  # the file this spec was read from ("" for a bare gymnasium id)
@@ -97,6 +98,8 @@ def load_gym_spec_file(path: Path) -> GymSpec:
         raise ScenarioError(f"{path}: 'frame_stack' must be a positive integer")
     if values.get("frame_stack", 1) > 1 and not values.get("grayscale", True):
         raise ScenarioError(f"{path}: 'frame_stack' stacks grayscale frames as channels: set grayscale = true")
+    if values.get("eval_mode", "greedy") not in EVAL_MODES:
+        raise ScenarioError(f"{path}: 'eval_mode' must be one of {', '.join(EVAL_MODES)}")
     values["env_id"] = str(values["env_id"])
     values["target_reward"] = float(values.get("target_reward", math.inf))
     values["reward_scale"] = float(values.get("reward_scale", 1.0))

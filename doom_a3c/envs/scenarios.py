@@ -36,7 +36,11 @@ class ScenarioSpec:
     frame_skip: int = 4
     reward_scale: float = 1.0
     timeout: int = 0  # episode timeout in tics; 0: the .cfg's own
-    target_reward: float = float("inf")  # raw greedy evaluation mean at which training stops
+    target_reward: float = float("inf")  # raw evaluation mean at which training stops
+    eval_mode: str = "greedy"  # how evaluations pick actions: "greedy" (most likely) or "sampled"
+    # Reward shaping from game variables: name -> (weight per unit increase, weight per unit decrease).
+    # The learner sees raw + shaping; every report (logs, evaluation, target, play.py) stays raw.
+    shaping: dict[str, tuple[float, float]] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     source: str = ""  # the file this spec was read from
 
@@ -56,6 +60,7 @@ class ScenarioSpec:
 
 
 _KNOWN_KEYS = {f.name for f in dataclasses.fields(ScenarioSpec)} - {"name", "source"}
+EVAL_MODES = ("greedy", "sampled")
 _REQUIRED_KEYS = {"config"}
 
 
@@ -94,6 +99,27 @@ def _cfg_buttons(config_path: str) -> tuple[str, ...]:
     game = vizdoom.DoomGame()
     game.load_config(config_path)
     return tuple(b.name for b in game.get_available_buttons())
+
+
+def _shaping(table: Any, path: Path) -> dict[str, tuple[float, float]]:
+    """The [shaping] table: ``HEALTH = 0.01`` (both ways) or ``HEALTH = [0.5, 0.0]`` (increase, decrease)."""
+    import vizdoom
+
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{path}: [shaping] must be a table of game variables")
+    weights = {}
+    for name, value in table.items():
+        if not hasattr(vizdoom.GameVariable, str(name).upper()):
+            raise ScenarioError(f"{path}: [shaping]: unknown ViZDoom game variable '{name}'")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            up = down = float(value)
+        elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+            up, down = float(value[0]), float(value[1])
+        else:
+            raise ScenarioError(f"{path}: [shaping] {name} must be a number or [increase, decrease] weights, "
+                                f"got {value!r}")
+        weights[str(name).upper()] = (up, down)
+    return weights
 
 
 def _pair(value: Any, name: str, path: Path, length: int) -> tuple[int, ...]:
@@ -156,6 +182,9 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
     train = data.get("train", {})
     if not isinstance(train, dict):
         raise ScenarioError(f"{path}: [train] must be a table")
+    eval_mode = str(data.get("eval_mode", "greedy"))
+    if eval_mode not in EVAL_MODES:
+        raise ScenarioError(f"{path}: 'eval_mode' must be one of {', '.join(EVAL_MODES)}, got '{eval_mode}'")
     return ScenarioSpec(
         name=path.stem,
         config=config,
@@ -170,6 +199,8 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         reward_scale=float(data.get("reward_scale", 1.0)),
         timeout=int(data.get("timeout", 0)),
         target_reward=float(data.get("target_reward", float("inf"))),
+        eval_mode=eval_mode,
+        shaping=_shaping(data.get("shaping", {}), path),
         train=dict(train),
         source=str(path.resolve()),
     )

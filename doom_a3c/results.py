@@ -1,0 +1,144 @@
+"""The Doom results table: train each scenario with its own defaults, one after the other, then write
+``docs/doom_results.md`` (the table), ``docs/doom_results.json`` (the figures behind it) and
+``docs/doom_curves.png`` (each scenario's evaluation and training curves against frames and minutes).
+
+Each run is a real ``scripts/train_doom.py`` process, so a row is exactly what a user gets from
+``python scripts/train_doom.py --scenario NAME``; the figures are read back from the run's checkpoint,
+TensorBoard events and ``config.json``. A scenario re-run replaces its own row and keeps the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from doom_a3c.curves import scalars, smooth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_scenario(name: str, runs_dir: Path, extra: list[str]) -> dict:
+    """Train one scenario with its defaults (plus ``extra`` options); the row of figures it produced."""
+    run_name = "results"
+    models, frames = runs_dir / "models", runs_dir / "frames"
+    command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", name, "--run-name", run_name,
+               "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra]
+    print(f"== {name}: {' '.join(command[2:])}", flush=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:  # shown as it comes: a run takes minutes to an hour
+        print(line, end="", flush=True)
+        lines.append(line)
+    if process.wait() != 0:
+        raise RuntimeError(f"{name}: train_doom.py exited with code {process.returncode}")
+    return read_run(name, runs_dir / name / run_name, models / name, "".join(lines))
+
+
+def read_run(name: str, run_dir: Path, model_dir: Path, output: str) -> dict:
+    """The figures of one finished run, from its files (and its printed stop line)."""
+    from doom_a3c.checkpoint import load_checkpoint
+
+    config = json.loads((run_dir / "config.json").read_text())
+    counters = load_checkpoint(model_dir / "latest.pt")["counters"]
+    stopped = re.search(r"stopped \(([^)]*)\)", output)
+    reason = stopped.group(1) if stopped else "unknown"
+    final = {key: _last(run_dir, f"eval/final_{key}") for key in ("mean", "std")}
+    _, baseline = scalars(run_dir, "eval/random_baseline")
+    frames, seconds = int(counters["frames"]), float(counters["seconds"])
+    return {
+        "scenario": name,
+        "target": float(config["train"]["target_reward"]),
+        "eval_mode": config["train"].get("eval_mode", "greedy"),
+        "reached": reason.startswith("target"),
+        "stop_reason": reason,
+        "frames": frames,
+        "minutes": seconds / 60,
+        "fps": frames / seconds if seconds else 0.0,
+        "final_mean": final["mean"],
+        "final_std": final["std"],
+        "random_mean": float(baseline[-1]) if len(baseline) else math.nan,
+        "run_dir": str(run_dir),
+    }
+
+
+def _last(run_dir: Path, tag: str) -> float:
+    _, values = scalars(run_dir, tag)
+    return float(values[-1]) if len(values) else math.nan
+
+
+def results_table(rows: list[dict]) -> str:
+    """The Markdown table of ``rows``."""
+    lines = ["| scenario | target | reached | evaluation (100 episodes) | frames | minutes | frames/s | random agent |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
+        lines.append(f"| {r['scenario']} | {r['target']:g} | {reached} | {r['final_mean']:.1f} ± {r['final_std']:.1f} "
+                     f"({r['eval_mode']}) | {r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | "
+                     f"{r['random_mean']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict], out: Path) -> None:
+    """One panel per scenario: evaluation mean and training mean (last 100 episodes) against frames, with
+    minutes on the top axis, the random agent and the target as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(len(rows), 3)
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.9 * lines), squeeze=False)
+    for axis in axes.flat[len(rows):]:
+        axis.set_visible(False)
+    for axis, row in zip(axes.flat, rows):
+        run_dir = Path(row["run_dir"])
+        steps, rewards = scalars(run_dir, "charts/episode_reward")
+        if len(steps):
+            axis.plot(steps, smooth(rewards, 100), label="training episodes (mean of 100)", color="tab:blue")
+        eval_steps, eval_means = scalars(run_dir, "eval/mean_reward")
+        if len(eval_steps):
+            axis.plot(eval_steps, eval_means, label=f"evaluation ({row['eval_mode']})", color="tab:orange")
+        axis.axhline(row["random_mean"], color="gray", linestyle="--", label="random agent")
+        axis.axhline(row["target"], color="green", linestyle="--", label="target")
+        axis.set_title(f"{row['scenario']}: {row['final_mean']:.1f} after {row['frames'] / 1e6:.2f}M frames, "
+                       f"{row['minutes']:.0f} min")
+        axis.set_xlabel("frames")
+        axis.grid(alpha=0.3)
+        # Frames against wall-clock minutes, from the frames/s summaries written every 2 s.
+        marks, _, wall = scalars(run_dir, "charts/fps", wall_time=True)
+        if len(marks) > 1 and marks[-1] > marks[0]:
+            minutes = (wall - wall[0]) / 60
+            top = axis.secondary_xaxis("top", functions=(lambda f, s=marks, m=minutes: np.interp(f, s, m),
+                                                         lambda m, s=marks, mm=minutes: np.interp(m, mm, s)))
+            top.set_xlabel("minutes")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def write_results(rows: list[dict], out_dir: Path) -> None:
+    """Merge ``rows`` into ``out_dir/doom_results.json`` and rewrite the table and the plot from all rows."""
+    store = out_dir / "doom_results.json"
+    known = {r["scenario"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
+    known.update({r["scenario"]: r for r in rows})
+    ordered = sorted(known.values(), key=lambda r: r["scenario"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(ordered, indent=2) + "\n")
+    (out_dir / "doom_results.md").write_text(
+        "# ViZDoom scenarios on two cores\n\nEach row: `python scripts/train_doom.py --scenario NAME` with the "
+        "scenario's own defaults, stopped by its target or its budget; the evaluation is the final one, 100 "
+        "episodes in the scenario's declared mode; rewards are the game's own (raw). Minutes and frames/s "
+        "cover the whole training time, evaluations included, on a 2-core machine.\n\n"
+        + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
+    present = [r for r in ordered if Path(r["run_dir"]).is_dir()]
+    if present:
+        plot_curves(present, out_dir / "doom_curves.png")
