@@ -222,15 +222,16 @@ def load_scenario(name_or_path: str, directory: Path = SCENARIOS_DIR) -> Scenari
 
 def scenario_table(directory: Path = SCENARIOS_DIR) -> str:
     """A human-readable table of the shipped scenarios, for ``--list-scenarios``."""
-    rows = [("name", "actions", "frame skip", "reward scale", "target", "description")]
+    rows = [("name", "actions", "frame skip", "reward scale", "target", "evaluation", "description")]
     for name in known_scenarios(directory):
         try:
             spec = load_scenario(name, directory)
         except ScenarioError as err:
-            rows.append((name, "-", "-", "-", "-", f"INVALID: {err}"))
+            rows.append((name, "-", "-", "-", "-", "-", f"INVALID: {err}"))
             continue
         rows.append((name, str(spec.num_actions), str(spec.frame_skip), f"{spec.reward_scale:g}",
-                     f"{spec.target_reward:g}", spec.description))
+                     f"{spec.target_reward:g}", spec.eval_mode + (", shaped" if spec.shaping else ""),
+                     spec.description))
     return format_table(rows)
 
 
