@@ -423,10 +423,8 @@ class Trainer:
                      f"at most {self.cfg.max_worker_restarts} in 10 minutes)")
 
     def _on_env_restart(self, message: EnvRestarted) -> None:
-        self.counters["env_restarts"] += 1
+        self.counters["env_restarts"] += 1  # logged as charts/env_restarts with every summary
         count = self.counters["env_restarts"]
-        if hasattr(self, "writer"):
-            self.writer.add_scalar("charts/env_restarts", count, self.counters["frames"])
         if count <= RESTART_LINES:
             where = "the evaluation game" if message.rank < 0 else f"game {message.game} of worker {message.rank}"
             more = "; further restarts are counted in the progress line" if count == RESTART_LINES else ""
