@@ -37,10 +37,10 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str]) -> dict:
         lines.append(line)
     if process.wait() != 0:
         raise RuntimeError(f"{name}: train_doom.py exited with code {process.returncode}")
-    return read_run(name, runs_dir / name / run_name, models / name, "".join(lines))
+    return read_run(name, runs_dir / name / run_name, models / name, "".join(lines), extra)
 
 
-def read_run(name: str, run_dir: Path, model_dir: Path, output: str) -> dict:
+def read_run(name: str, run_dir: Path, model_dir: Path, output: str, extra: list[str] = ()) -> dict:
     """The figures of one finished run, from its files (and its printed stop line)."""
     from doom_a3c.checkpoint import load_checkpoint
 
@@ -50,6 +50,7 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str) -> dict:
     reason = stopped.group(1) if stopped else "unknown"
     final = {key: _last(run_dir, f"eval/final_{key}") for key in ("mean", "std")}
     _, baseline = scalars(run_dir, "eval/random_baseline")
+    _, evaluations = scalars(run_dir, "eval/mean_reward")
     frames, seconds = int(counters["frames"]), float(counters["seconds"])
     return {
         "scenario": name,
@@ -62,7 +63,9 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str) -> dict:
         "fps": frames / seconds if seconds else 0.0,
         "final_mean": final["mean"],
         "final_std": final["std"],
+        "best_eval": float(np.max(evaluations)) if len(evaluations) else math.nan,
         "random_mean": float(baseline[-1]) if len(baseline) else math.nan,
+        "options": " ".join(extra),
         "run_dir": str(run_dir),
     }
 
@@ -74,13 +77,15 @@ def _last(run_dir: Path, tag: str) -> float:
 
 def results_table(rows: list[dict]) -> str:
     """The Markdown table of ``rows``."""
-    lines = ["| scenario | target | reached | evaluation (100 episodes) | frames | minutes | frames/s | random agent |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| scenario | target | reached | final evaluation (100 episodes) | best periodic evaluation (20) "
+             "| frames | minutes | frames/s | random agent |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
-        lines.append(f"| {r['scenario']} | {r['target']:g} | {reached} | {r['final_mean']:.1f} ± {r['final_std']:.1f} "
-                     f"({r['eval_mode']}) | {r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | "
-                     f"{r['random_mean']:.1f} |")
+        options = f" `{r['options']}`" if r.get("options") else ""
+        lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.1f} ± "
+                     f"{r['final_std']:.1f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.1f} | "
+                     f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.1f} |")
     return "\n".join(lines)
 
 
@@ -135,9 +140,10 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
     store.write_text(json.dumps(ordered, indent=2) + "\n")
     (out_dir / "doom_results.md").write_text(
         "# ViZDoom scenarios on two cores\n\nEach row: `python scripts/train_doom.py --scenario NAME` with the "
-        "scenario's own defaults, stopped by its target or its budget; the evaluation is the final one, 100 "
-        "episodes in the scenario's declared mode; rewards are the game's own (raw). Minutes and frames/s "
-        "cover the whole training time, evaluations included, on a 2-core machine.\n\n"
+        "scenario's own defaults, stopped by its target or its budget, or by the cap shown beside its name; the "
+        "final evaluation is 100 episodes in the scenario's declared mode, the best periodic one the highest "
+        "20-episode evaluation during training (the one `best.pt` holds); rewards are the game's own (raw). "
+        "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine.\n\n"
         + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
     present = [r for r in ordered if Path(r["run_dir"]).is_dir()]
     if present:

@@ -177,8 +177,8 @@ def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     table = (out / "doom_results.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| basic |"))
-    assert "| 75 | no (max_frames) |" in row and "(greedy)" in row
+    row = next(line for line in table.splitlines() if line.startswith("| basic "))
+    assert row.startswith("| basic `--max-frames 3000` | 75 | no (max_frames) |") and "(greedy)" in row
     assert iio.imread(out / "doom_curves.png").shape[2] in (3, 4)
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "--plot-only", "--out-dir",
                             str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -75,6 +75,8 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('config = "basic.cfg"\neval_mode = "best"\n', "'eval_mode' must be one of greedy, sampled"),
     ('config = "basic.cfg"\n[shaping]\nMANA = 1\n', "unknown ViZDoom game variable 'MANA'"),
     ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),
+    ('config = "basic.cfg"\nactions = [[1, 0, "x"]]\n', "'actions' must be a list of lists of numbers"),
+    ('config = "basic.cfg"\nactions = [[1, 0]]\n', "every action must have one entry per button (3)"),
 ])
 def test_invalid_scenario_files_name_the_file_and_the_problem(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
@@ -127,6 +129,25 @@ def test_shaping_follows_the_engines_game_variables(name):
         assert pickups >= 1, "the walk picked up no medkit: the test would show nothing"
         assert info["episode"]["r"] == pytest.approx(raw_total)
         assert info["episode"]["shaped"] == pytest.approx(shaped_total) and shaped_total > raw_total
+    finally:
+        env.close()
+
+
+def test_delta_button_actions_turn_by_their_angle_per_tic():
+    """defend_the_line aims with TURN_LEFT_RIGHT_DELTA: an action's value is degrees a tic (positive:
+    right), so one 4-tic step of [0, 1] turns 4 degrees right and [0, -3] 12 degrees left, from rest too."""
+    import vizdoom
+
+    spec = load_scenario("defend_the_line")
+    assert spec.buttons == ("ATTACK", "TURN_LEFT_RIGHT_DELTA") and spec.frame_skip == 4
+    env = make_env(spec, seed=0)
+    try:
+        env.reset()
+        for action, degrees in [(4, -4.0), (1, 12.0), (3, 4.0), (2, -12.0), (0, 0.0)]:
+            before = env.game.get_game_variable(vizdoom.GameVariable.ANGLE)
+            env.step(action)
+            turned = (env.game.get_game_variable(vizdoom.GameVariable.ANGLE) - before + 180) % 360 - 180
+            assert turned == pytest.approx(degrees, abs=0.1), (action, turned)
     finally:
         env.close()
 

@@ -28,7 +28,7 @@ class ScenarioSpec:
     config: str  # absolute path of the ViZDoom .cfg file
     description: str = ""
     buttons: tuple[str, ...] = ()  # empty: the buttons the .cfg declares
-    actions: tuple[tuple[int, ...], ...] = ()  # button vectors; empty: one action per button
+    actions: tuple[tuple[float, ...], ...] = ()  # button vectors; empty: one action per button
     resolution: str = "RES_160X120"
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels cut from top, bottom, left, right
     size: tuple[int, int] = (84, 84)  # (height, width) after resizing
@@ -167,7 +167,12 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
     bad = [b for b in buttons if not hasattr(vizdoom.Button, b)]
     if bad:
         raise ScenarioError(f"{path}: unknown ViZDoom buttons {bad}")
-    actions = tuple(tuple(int(x) for x in a) for a in data.get("actions", ())) or _default_actions(len(buttons))
+    actions = data.get("actions", [])
+    # Binary buttons take 0/1; delta buttons (TURN_LEFT_RIGHT_DELTA, ...) take a signed amount per tic.
+    if not (isinstance(actions, list) and all(isinstance(a, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in a) for a in actions)):
+        raise ScenarioError(f"{path}: 'actions' must be a list of lists of numbers, got {actions!r}")
+    actions = tuple(tuple(a) for a in actions) or _default_actions(len(buttons))
     if any(len(a) != len(buttons) for a in actions):
         raise ScenarioError(f"{path}: every action must have one entry per button ({len(buttons)})")
     resolution = str(data.get("resolution", "RES_160X120"))
