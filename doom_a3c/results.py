@@ -46,11 +46,11 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str, extra: list
 
     config = json.loads((run_dir / "config.json").read_text())
     counters = load_checkpoint(model_dir / "latest.pt")["counters"]
+    best = load_checkpoint(model_dir / "best.pt")["evaluation"] if (model_dir / "best.pt").is_file() else {}
     stopped = re.search(r"stopped \(([^)]*)\)", output)
     reason = stopped.group(1) if stopped else "unknown"
     final = {key: _last(run_dir, f"eval/final_{key}") for key in ("mean", "std")}
     _, baseline = scalars(run_dir, "eval/random_baseline")
-    _, evaluations = scalars(run_dir, "eval/mean_reward")
     frames, seconds = int(counters["frames"]), float(counters["seconds"])
     return {
         "scenario": name,
@@ -63,7 +63,8 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str, extra: list
         "fps": frames / seconds if seconds else 0.0,
         "final_mean": final["mean"],
         "final_std": final["std"],
-        "best_eval": float(np.max(evaluations)) if len(evaluations) else math.nan,
+        "best_eval": float(best.get("mean", math.nan)),
+        "best_eval_episodes": int(best.get("episodes", 0)),
         "random_mean": float(baseline[-1]) if len(baseline) else math.nan,
         "options": " ".join(extra),
         "run_dir": str(run_dir),
@@ -77,14 +78,14 @@ def _last(run_dir: Path, tag: str) -> float:
 
 def results_table(rows: list[dict]) -> str:
     """The Markdown table of ``rows``."""
-    lines = ["| scenario | target | reached | final evaluation (100 episodes) | best periodic evaluation (20) "
+    lines = ["| scenario | target | reached | final evaluation (100 episodes) | best evaluation (`best.pt`, episodes) "
              "| frames | minutes | frames/s | random agent |",
              "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
         options = f" `{r['options']}`" if r.get("options") else ""
         lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.1f} ± "
-                     f"{r['final_std']:.1f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.1f} | "
+                     f"{r['final_std']:.1f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.1f} ({r.get('best_eval_episodes', 0)}) | "
                      f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.1f} |")
     return "\n".join(lines)
 
@@ -141,8 +142,9 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
     (out_dir / "doom_results.md").write_text(
         "# ViZDoom scenarios on two cores\n\nEach row: `python scripts/train_doom.py --scenario NAME` with the "
         "scenario's own defaults, stopped by its target or its budget, or by the cap shown beside its name; the "
-        "final evaluation is 100 episodes in the scenario's declared mode, the best periodic one the highest "
-        "20-episode evaluation during training (the one `best.pt` holds); rewards are the game's own (raw). "
+        "final evaluation is 100 episodes in the scenario's declared mode, the best one the highest periodic "
+        "evaluation during training (20 episodes, or 100 where one reached the target and was confirmed), the "
+        "snapshot `best.pt` holds; rewards are the game's own (raw). "
         "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine.\n\n"
         + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
     present = [r for r in ordered if Path(r["run_dir"]).is_dir()]
