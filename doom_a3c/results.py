@@ -84,9 +84,11 @@ def results_table(rows: list[dict]) -> str:
     for r in rows:
         reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
         options = f" `{r['options']}`" if r.get("options") else ""
-        lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.1f} ± "
-                     f"{r['final_std']:.1f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.1f} ({r.get('best_eval_episodes', 0)}) | "
-                     f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.1f} |")
+        digits = 2 if abs(r["target"]) < 10 else 1  # my_way_home's rewards are fractions of 1
+        lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.{digits}f} ± "
+                     f"{r['final_std']:.{digits}f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.{digits}f} "
+                     f"({r.get('best_eval_episodes', 0)}) | "
+                     f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.{digits}f} |")
     return "\n".join(lines)
 
 
@@ -113,7 +115,8 @@ def plot_curves(rows: list[dict], out: Path) -> None:
             axis.plot(eval_steps, eval_means, label=f"evaluation ({row['eval_mode']})", color="tab:orange")
         axis.axhline(row["random_mean"], color="gray", linestyle="--", label="random agent")
         axis.axhline(row["target"], color="green", linestyle="--", label="target")
-        axis.set_title(f"{row['scenario']}: {row['final_mean']:.1f} after {row['frames'] / 1e6:.2f}M frames, "
+        digits = 2 if abs(row["target"]) < 10 else 1
+        axis.set_title(f"{row['scenario']}: {row['final_mean']:.{digits}f} after {row['frames'] / 1e6:.2f}M frames, "
                        f"{row['minutes']:.0f} min")
         axis.set_xlabel("frames")
         axis.grid(alpha=0.3)

@@ -135,7 +135,8 @@ def test_shaping_follows_the_engines_game_variables(name):
 
 def test_delta_button_actions_turn_by_their_angle_per_tic():
     """defend_the_line aims with TURN_LEFT_RIGHT_DELTA: an action's value is degrees a tic (positive:
-    right), so one 4-tic step of [0, 1] turns 4 degrees right and [0, -3] 12 degrees left, from rest too."""
+    right), so one 4-tic step of [1, 1] turns 4 degrees right while shooting and [0, -3] 12 degrees left,
+    from rest too."""
     import vizdoom
 
     spec = load_scenario("defend_the_line")
@@ -143,7 +144,8 @@ def test_delta_button_actions_turn_by_their_angle_per_tic():
     env = make_env(spec, seed=0)
     try:
         env.reset()
-        for action, degrees in [(4, -4.0), (1, 12.0), (3, 4.0), (2, -12.0), (0, 0.0)]:
+        assert spec.actions == ((1, 0), (1, -1), (1, 1), (0, -3), (0, 3))
+        for action, degrees in [(2, -4.0), (3, 12.0), (1, 4.0), (4, -12.0), (0, 0.0)]:
             before = env.game.get_game_variable(vizdoom.GameVariable.ANGLE)
             env.step(action)
             turned = (env.game.get_game_variable(vizdoom.GameVariable.ANGLE) - before + 180) % 360 - 180
