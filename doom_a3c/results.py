@@ -40,7 +40,8 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str]) -> dict:
     return read_run(name, runs_dir / name / run_name, models / name, "".join(lines), extra)
 
 
-def read_run(name: str, run_dir: Path, model_dir: Path, output: str, extra: list[str] = ()) -> dict:
+def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
+             extra: tuple[str, ...] | list[str] = ()) -> dict:
     """The figures of one finished run, from its files (and its printed stop line)."""
     from doom_a3c.checkpoint import load_checkpoint
 
@@ -76,6 +77,11 @@ def _last(run_dir: Path, tag: str) -> float:
     return float(values[-1]) if len(values) else math.nan
 
 
+def _digits(row: dict) -> int:
+    """Decimals to show a row's rewards with: two where they are fractions of 1 (my_way_home)."""
+    return 2 if abs(row["target"]) < 10 else 1
+
+
 def results_table(rows: list[dict]) -> str:
     """The Markdown table of ``rows``."""
     lines = ["| scenario | target | reached | final evaluation (100 episodes) | best evaluation (`best.pt`, episodes) "
@@ -84,7 +90,7 @@ def results_table(rows: list[dict]) -> str:
     for r in rows:
         reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
         options = f" `{r['options']}`" if r.get("options") else ""
-        digits = 2 if abs(r["target"]) < 10 else 1  # my_way_home's rewards are fractions of 1
+        digits = _digits(r)
         lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.{digits}f} ± "
                      f"{r['final_std']:.{digits}f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.{digits}f} "
                      f"({r.get('best_eval_episodes', 0)}) | "
@@ -115,7 +121,7 @@ def plot_curves(rows: list[dict], out: Path) -> None:
             axis.plot(eval_steps, eval_means, label=f"evaluation ({row['eval_mode']})", color="tab:orange")
         axis.axhline(row["random_mean"], color="gray", linestyle="--", label="random agent")
         axis.axhline(row["target"], color="green", linestyle="--", label="target")
-        digits = 2 if abs(row["target"]) < 10 else 1
+        digits = _digits(row)
         axis.set_title(f"{row['scenario']}: {row['final_mean']:.{digits}f} after {row['frames'] / 1e6:.2f}M frames, "
                        f"{row['minutes']:.0f} min")
         axis.set_xlabel("frames")
