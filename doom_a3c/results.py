@@ -57,7 +57,8 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
         "scenario": name,
         "target": float(config["train"]["target_reward"]),
         "eval_mode": config["train"].get("eval_mode", "greedy"),
-        "reached": reason.startswith("target"),
+        # Stopped by a confirmed evaluation, or a final 100-episode evaluation at the budget that reaches it.
+        "reached": reason.startswith("target") or final["mean"] >= float(config["train"]["target_reward"]),
         "stop_reason": reason,
         "frames": frames,
         "minutes": seconds / 60,
@@ -69,7 +70,24 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
         "random_mean": float(baseline[-1]) if len(baseline) else math.nan,
         "options": " ".join(extra),
         "run_dir": str(run_dir),
+        "curves": read_curves(run_dir),
     }
+
+
+def read_curves(run_dir: Path, points: int = 300) -> dict:
+    """The run's curves, thinned to about ``points`` each, kept in the JSON so the plot can be redrawn
+    from a fresh clone (run directories are not in git): the training mean of the last 100 episodes,
+    every evaluation, and frames against wall-clock minutes."""
+    steps, rewards = scalars(run_dir, "charts/episode_reward")
+    eval_steps, eval_means = scalars(run_dir, "eval/mean_reward")
+    marks, _, wall = scalars(run_dir, "charts/fps", wall_time=True)
+
+    def thin(xs, ys) -> list[list[float]]:
+        keep = np.unique(np.linspace(0, len(xs) - 1, min(len(xs), points)).astype(int)) if len(xs) else []
+        return [[float(xs[i]), round(float(ys[i]), 4)] for i in keep]
+
+    return {"training": thin(steps, smooth(rewards, 100)), "evaluation": thin(eval_steps, eval_means),
+            "minutes": thin(marks, (wall - wall[0]) / 60 if len(wall) else wall)}
 
 
 def _last(run_dir: Path, tag: str) -> float:
@@ -112,13 +130,15 @@ def plot_curves(rows: list[dict], out: Path) -> None:
     for axis in axes.flat[len(rows):]:
         axis.set_visible(False)
     for axis, row in zip(axes.flat, rows):
-        run_dir = Path(row["run_dir"])
-        steps, rewards = scalars(run_dir, "charts/episode_reward")
-        if len(steps):
-            axis.plot(steps, smooth(rewards, 100), label="training episodes (mean of 100)", color="tab:blue")
-        eval_steps, eval_means = scalars(run_dir, "eval/mean_reward")
-        if len(eval_steps):
-            axis.plot(eval_steps, eval_means, label=f"evaluation ({row['eval_mode']})", color="tab:orange")
+        curves = row.get("curves") or (read_curves(Path(row["run_dir"])) if Path(row["run_dir"]).is_dir() else None)
+        if curves is None:
+            axis.text(0.5, 0.5, "curve not kept\n(run before the JSON stored curves)", ha="center", va="center",
+                      transform=axis.transAxes, color="gray")
+            curves = {"training": [], "evaluation": [], "minutes": []}
+        if curves["training"]:
+            axis.plot(*zip(*curves["training"]), label="training episodes (mean of 100)", color="tab:blue")
+        if curves["evaluation"]:
+            axis.plot(*zip(*curves["evaluation"]), label=f"evaluation ({row['eval_mode']})", color="tab:orange")
         axis.axhline(row["random_mean"], color="gray", linestyle="--", label="random agent")
         axis.axhline(row["target"], color="green", linestyle="--", label="target")
         digits = _digits(row)
@@ -126,10 +146,8 @@ def plot_curves(rows: list[dict], out: Path) -> None:
                        f"{row['minutes']:.0f} min")
         axis.set_xlabel("frames")
         axis.grid(alpha=0.3)
-        # Frames against wall-clock minutes, from the frames/s summaries written every 2 s.
-        marks, _, wall = scalars(run_dir, "charts/fps", wall_time=True)
-        if len(marks) > 1 and marks[-1] > marks[0]:
-            minutes = (wall - wall[0]) / 60
+        if len(curves["minutes"]) > 1 and curves["minutes"][-1][0] > curves["minutes"][0][0]:
+            marks, minutes = (np.array(c) for c in zip(*curves["minutes"]))
             top = axis.secondary_xaxis("top", functions=(lambda f, s=marks, m=minutes: np.interp(f, s, m),
                                                          lambda m, s=marks, mm=minutes: np.interp(m, mm, s)))
             top.set_xlabel("minutes")
@@ -156,6 +174,5 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
         "snapshot `best.pt` holds; rewards are the game's own (raw). "
         "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine.\n\n"
         + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
-    present = [r for r in ordered if Path(r["run_dir"]).is_dir()]
-    if present:
-        plot_curves(present, out_dir / "doom_curves.png")
+    if ordered:
+        plot_curves(ordered, out_dir / "doom_curves.png")
