@@ -74,6 +74,7 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('config = "basic.cfg\n', "cannot read scenario file"),
     ('config = "basic.cfg"\neval_mode = "best"\n', "'eval_mode' must be one of greedy, sampled"),
     ('config = "basic.cfg"\n[shaping]\nMANA = 1\n', "unknown ViZDoom game variable 'MANA'"),
+    ('config = "basic.cfg"\nbuttons = ["ATTACK"]\ntap = ["USE"]\n', "'tap' names ['USE'], which are not among"),
     ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),
     ('config = "basic.cfg"\nactions = [[1, 0, "x"]]\n', "'actions' must be a list of lists of numbers"),
     ('config = "basic.cfg"\nactions = [[1, 0]]\n', "every action must have one entry per button (3)"),
@@ -98,27 +99,49 @@ def test_table_lists_every_scenario():
     assert "INVALID" not in table
 
 
-@pytest.mark.parametrize("name", ["health_gathering", "health_gathering_supreme"])
+SHAPED = {name: load_scenario(name).shaping for name in REQUIRED if load_scenario(name).shaping}
+# Scripted actions (indices into each scenario's action list) that move every shaped variable.
+SCRIPTS = {
+    "health_gathering": [2, 2, 2, 3, 2, 2, 4, 2, 2, 2],  # forward, with a turn now and then: medkits
+    "health_gathering_supreme": [2, 2, 2, 3, 2, 2, 4, 2, 2, 2],
+    "defend_the_center": [2, 0, 2, 1, 2, 2, 1, 1],  # shoots while turning
+    "take_cover": [2],  # standing still: the fireballs hit
+    "deadly_corridor": [3, 2, 2, 2, 4, 4, 2, 2, 2, 3],  # turn and shoot at the shooters: damage taken, a kill
+}
+
+
+def test_every_shaped_scenario_has_a_script_that_exercises_it():
+    assert set(SHAPED) == set(SCRIPTS)
+    assert SHAPED["health_gathering"] == {"HEALTH": (0.5, 0.0)}  # bonus only: medkits
+    assert SHAPED["take_cover"] == {"HEALTH": (0.0, 1.0)}  # penalty only: hits
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
 def test_shaping_follows_the_engines_game_variables(name):
-    """A scripted walk: each step's shaped reward is the engine's reward plus 0.5 per point of health
-    picked up, read independently from the engine; the logged episode return stays the engine's."""
-    spec = load_scenario(name)
-    assert spec.shaping == {"HEALTH": (0.5, 0.0)} and spec.eval_mode == "sampled"
+    """A scripted episode: each step's shaped reward is the engine's reward plus each declared game
+    variable's change times its weight, the variables read independently from the engine; the logged
+    episode return stays the engine's."""
     import vizdoom
 
+    spec = load_scenario(name)
+    variables = {v: getattr(vizdoom.GameVariable, v) for v in spec.shaping}
     env = make_env(spec, seed=3)
     try:
         env.reset()
-        health = env.game.get_game_variable(vizdoom.GameVariable.HEALTH)
+        before = {v: env.game.get_game_variable(g) for v, g in variables.items()}
         raw_total = shaped_total = 0.0
-        pickups = 0
-        script = [2, 2, 2, 3, 2, 2, 4, 2, 2, 2]  # forward, with a turn now and then
-        for step in range(600):
+        moved = set()
+        script = SCRIPTS[name]
+        for step in range(1000):
             _, reward, terminated, truncated, info = env.step(script[step % len(script)])
-            now = env.game.get_game_variable(vizdoom.GameVariable.HEALTH)
-            expected = info["raw_reward"] + 0.5 * max(now - health, 0.0)
-            pickups += now > health
-            health = now
+            expected = info["raw_reward"]
+            for v, g in variables.items():
+                now = env.game.get_game_variable(g)
+                change = now - before[v]
+                up, down = spec.shaping[v]
+                expected += change * (up if change > 0 else down)
+                moved |= {v} if change else set()
+                before[v] = now
             assert info["shaped_reward"] == pytest.approx(expected)
             assert reward == pytest.approx(expected * spec.reward_scale)
             raw_total += info["raw_reward"]
@@ -126,9 +149,9 @@ def test_shaping_follows_the_engines_game_variables(name):
             if terminated or truncated:
                 break
         assert terminated or truncated
-        assert pickups >= 1, "the walk picked up no medkit: the test would show nothing"
+        assert moved == set(variables), f"the script never changed {set(variables) - moved}: the test shows nothing"
         assert info["episode"]["r"] == pytest.approx(raw_total)
-        assert info["episode"]["shaped"] == pytest.approx(shaped_total) and shaped_total > raw_total
+        assert info["episode"]["shaped"] == pytest.approx(shaped_total) and shaped_total != raw_total
     finally:
         env.close()
 
@@ -152,6 +175,33 @@ def test_delta_button_actions_turn_by_their_angle_per_tic():
             assert turned == pytest.approx(degrees, abs=0.1), (action, turned)
     finally:
         env.close()
+
+
+def test_a_tapped_button_is_released_after_the_first_tic():
+    """defend_the_center taps ATTACK: pressed on a step's first tic only, so the pistol finishes its cycle
+    and is ready again instead of re-firing (Doom's re-fire shoots with a spread). Asked to shoot on every
+    step for 40 steps, the held trigger re-fires 11 times, the tapped one fires 8 full cycles; every step
+    still lasts frame_skip tics."""
+    import dataclasses
+
+    import vizdoom
+
+    tapped = load_scenario("defend_the_center")
+    assert tapped.tap == ("ATTACK",) and tapped.actions[2] == (0, 0, 1)
+    shots = {}
+    for spec in (tapped, dataclasses.replace(tapped, tap=())):
+        env = make_env(spec, seed=1)
+        try:
+            env.reset()
+            ammo, start = env.game.get_game_variable(vizdoom.GameVariable.AMMO2), env.game.get_episode_time()
+            for _ in range(40):
+                env.step(2)
+            assert env.game.get_episode_time() - start == 40 * spec.frame_skip
+            assert list(env.game.get_last_action()) == ([0, 0, 0] if spec.tap else [0, 0, 1])
+            shots[spec.tap] = ammo - env.game.get_game_variable(vizdoom.GameVariable.AMMO2)
+        finally:
+            env.close()
+    assert shots == {("ATTACK",): 8, (): 11}
 
 
 def test_unshaped_scenarios_report_no_shaped_reward():

@@ -107,6 +107,12 @@ class DoomEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, spec.obs_shape, dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(spec.num_actions)
         self._actions = [[float(x) for x in a] for a in spec.actions]
+        # Per action, the buttons held after the first tic: the action without its tapped buttons, or None
+        # where it taps nothing (then the whole step is one make_action call).
+        tapped = [i for i, b in enumerate(spec.buttons) if b in spec.tap]
+        self._after_tap = [[0.0 if i in tapped else x for i, x in enumerate(a)] for a in self._actions]
+        self._after_tap = [rest if rest != a and spec.frame_skip > 1 else None
+                           for a, rest in zip(self._actions, self._after_tap)]
         # Reward shaping (scenario data): weights per unit increase / decrease of each game variable.
         self._shaping = [(getattr(vizdoom.GameVariable, name), up, down) for name, (up, down) in spec.shaping.items()]
         self._variables = [0.0] * len(self._shaping)
@@ -153,11 +159,18 @@ class DoomEnv(gym.Env):
         return obs, {}
 
     def step(self, action: int):
-        """Repeat ``action`` for ``frame_skip`` tics; reward is summed over them, then scaled."""
+        """Repeat ``action`` for ``frame_skip`` tics (its tapped buttons for the first only); reward is summed
+        over them, then scaled."""
         game, timer = self.game, self._timer
         timer.start()
         try:
-            raw = game.make_action(self._actions[int(action)], self.frame_skip)
+            rest = self._after_tap[int(action)]
+            if rest is None:
+                raw = game.make_action(self._actions[int(action)], self.frame_skip)
+            else:  # tap: pressed for one tic, released for the others
+                raw = game.make_action(self._actions[int(action)], 1)
+                if not game.is_episode_finished():
+                    raw += game.make_action(rest, self.frame_skip - 1)
             finished = game.is_episode_finished()
             truncated = finished and game.is_episode_timeout_reached()
             obs = self._observe()

@@ -29,6 +29,9 @@ class ScenarioSpec:
     description: str = ""
     buttons: tuple[str, ...] = ()  # empty: the buttons the .cfg declares
     actions: tuple[tuple[float, ...], ...] = ()  # button vectors; empty: one action per button
+    # Buttons pressed on the first tic of a step only, then released for the rest of it: a tap, not a hold.
+    # Doom's pistol shoots straight only when its trigger was released since the last shot.
+    tap: tuple[str, ...] = ()
     resolution: str = "RES_160X120"
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels cut from top, bottom, left, right
     size: tuple[int, int] = (84, 84)  # (height, width) after resizing
@@ -175,6 +178,13 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
     actions = tuple(tuple(a) for a in actions) or _default_actions(len(buttons))
     if any(len(a) != len(buttons) for a in actions):
         raise ScenarioError(f"{path}: every action must have one entry per button ({len(buttons)})")
+    tap = data.get("tap", [])
+    if not (isinstance(tap, list) and all(isinstance(b, str) for b in tap)):
+        raise ScenarioError(f"{path}: 'tap' must be a list of button names, got {tap!r}")
+    tap = tuple(b.upper() for b in tap)
+    if set(tap) - set(buttons):
+        raise ScenarioError(f"{path}: 'tap' names {sorted(set(tap) - set(buttons))}, which are not among the "
+                            f"buttons {list(buttons)}")
     resolution = str(data.get("resolution", "RES_160X120"))
     if not hasattr(vizdoom.ScreenResolution, resolution):
         raise ScenarioError(f"{path}: unknown resolution '{resolution}'")
@@ -196,6 +206,7 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         description=str(data.get("description", "")),
         buttons=buttons,
         actions=actions,
+        tap=tap,
         resolution=resolution,
         crop=_pair(data.get("crop", [0, 0, 0, 0]), "crop", path, 4),
         size=size,
