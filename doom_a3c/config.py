@@ -43,7 +43,8 @@ class TrainConfig:
     max_minutes: float = _help("stop after this many minutes of training; 0: no limit", default=0.0)
     target_reward: float = _help("stop once an evaluation reaches this mean raw reward "
                                  "(default: the scenario's target)", default=float("nan"))
-    eval_interval: float = _help("seconds between evaluations (they pick best.pt and test the target)",
+    eval_interval: float = _help("seconds between evaluations (they pick best.pt and test the target); at least "
+                                 "9 times as long as the last one took, so they take at most a tenth of the run",
                                  default=20.0)
     eval_episodes: int = _help("episodes per periodic evaluation", default=20)
     eval_mode: str = _help("how evaluations pick actions: greedy (the most likely) or sampled (from the policy); "

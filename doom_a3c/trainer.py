@@ -32,6 +32,10 @@ from doom_a3c.shared_optim import SharedAdam
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 RESTART_LINES = 10  # game restarts printed one by one; past that, the progress line counts them
+# The evaluation game runs in this process, beside the workers: the pause after an evaluation is at least
+# this many times as long as it took, so evaluations of long episodes (health_gathering: 20 episodes of up
+# to 525 steps) take at most a tenth of the run (charts/eval_seconds logs what each took).
+EVAL_PAUSE = 9.0
 
 
 class OutputError(ValueError):
@@ -437,6 +441,7 @@ class Trainer:
         self.fps_mark = (now, self.workers.total_frames())
         fps = 0.0
         last_eval = "-"
+        eval_seconds = 0.0  # how long the last periodic evaluation took
         while True:
             for message in self.workers.poll(block_seconds=0.25):
                 self._handle(message)
@@ -446,9 +451,11 @@ class Trainer:
             if now - last["summary"] >= 2.0:
                 fps = self._write_summaries(frames, now)
                 last["summary"] = now
-            if now - last["eval"] >= cfg.eval_interval:
+            if now - last["eval"] >= max(cfg.eval_interval, EVAL_PAUSE * eval_seconds):
                 gif_due = cfg.gif_interval > 0 and now - last["gif"] >= cfg.gif_interval
                 summary = self._evaluate(cfg.eval_episodes, f"{frames:09d}" if gif_due else None)
+                eval_seconds = time.monotonic() - now
+                self.writer.add_scalar("charts/eval_seconds", eval_seconds, frames)
                 if gif_due:
                     last["gif"] = now
                 self.writer.add_scalar("eval/mean_reward", summary["mean"], frames)

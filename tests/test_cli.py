@@ -185,3 +185,19 @@ def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
     assert again.returncode == 0 and (out / "doom_results.md").read_text() == table
     bad = run_script("doom_results.py", "no_such_scenario")
     assert bad.returncode == 2 and "unknown scenario 'no_such_scenario'" in bad.stderr
+
+
+def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
+    """Evaluations run beside the workers: asked for every 0.1 s, each one is still followed by a pause
+    of at least nine times its own duration (charts/eval_seconds), so they take at most a tenth of a run."""
+    result = run_script("train_doom.py", "--scenario", "basic", "--max-frames", "40000", "--run-name", "pause",
+                        "--baseline-episodes", "0", "--eval-interval", "0.1", *QUICK[:4], "--eval-episodes", "4",
+                        "--final-eval-episodes", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = EventAccumulator(str(tmp_path / "runs" / "basic" / "pause"))
+    events.Reload()
+    took = events.Scalars("charts/eval_seconds")
+    assert len(took) >= 2 and all(e.value > 0 for e in took)
+    for before, after in zip(took, took[1:]):
+        pause = (after.wall_time - after.value) - before.wall_time  # end of one to the start of the next
+        assert pause >= 9 * before.value - 0.05, (before.value, pause)
