@@ -151,7 +151,8 @@ def plot_curves(rows: list[dict], out: Path) -> None:
             top = axis.secondary_xaxis("top", functions=(lambda f, s=marks, m=minutes: np.interp(f, s, m),
                                                          lambda m, s=marks, mm=minutes: np.interp(m, mm, s)))
             top.set_xlabel("minutes")
-    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fullest = max(axes.flat[:len(rows)], key=lambda a: len(a.get_legend_handles_labels()[1]))
+    fullest.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
