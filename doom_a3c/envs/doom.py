@@ -109,10 +109,11 @@ class DoomEnv(gym.Env):
         self._actions = [[float(x) for x in a] for a in spec.actions]
         # Per action, the buttons held after the first tic: the action without its tapped buttons, or None
         # where it taps nothing (then the whole step is one make_action call).
-        tapped = [i for i, b in enumerate(spec.buttons) if b in spec.tap]
-        self._after_tap = [[0.0 if i in tapped else x for i, x in enumerate(a)] for a in self._actions]
-        self._after_tap = [rest if rest != a and spec.frame_skip > 1 else None
-                           for a, rest in zip(self._actions, self._after_tap)]
+        tapped = {i for i, b in enumerate(spec.buttons) if b in spec.tap}
+        self._after_tap = []
+        for a in self._actions:
+            rest = [0.0 if i in tapped else x for i, x in enumerate(a)]
+            self._after_tap.append(rest if rest != a and spec.frame_skip > 1 else None)
         # Reward shaping (scenario data): weights per unit increase / decrease of each game variable.
         self._shaping = [(getattr(vizdoom.GameVariable, name), up, down) for name, (up, down) in spec.shaping.items()]
         self._variables = [0.0] * len(self._shaping)
