@@ -132,10 +132,10 @@ def test_play_corrupt_checkpoint(tmp_path):
 
 def test_play_mismatched_checkpoint(tmp_path):
     path = _checkpoint_for(tmp_path)  # basic: 42x42 grayscale, 3 actions
-    result = run_script("play.py", "--checkpoint", str(path), "--scenario", "deadly_corridor")  # 84x84, 7
+    result = run_script("play.py", "--checkpoint", str(path), "--scenario", "deadly_corridor")  # 42x84, 10
     assert result.returncode == 2
     _no_traceback(result)
-    assert str(path) in result.stderr and "(1, 42, 42)" in result.stderr and "(1, 84, 84)" in result.stderr
+    assert str(path) in result.stderr and "(1, 42, 42)" in result.stderr and "(1, 42, 84)" in result.stderr
 
 
 def test_play_render_without_display_says_what_to_do(tmp_path):
