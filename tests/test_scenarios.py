@@ -99,7 +99,7 @@ def test_table_lists_every_scenario():
     assert "INVALID" not in table
 
 
-SHAPED = {name: load_scenario(name).shaping for name in REQUIRED if load_scenario(name).shaping}
+SHAPED = {name: spec.shaping for name in REQUIRED if (spec := load_scenario(name)).shaping}
 # Scripted actions (indices into each scenario's action list) that move every shaped variable.
 SCRIPTS = {
     "health_gathering": [2, 2, 2, 3, 2, 2, 4, 2, 2, 2],  # forward, with a turn now and then: medkits
@@ -114,6 +114,8 @@ def test_every_shaped_scenario_has_a_script_that_exercises_it():
     assert set(SHAPED) == set(SCRIPTS)
     assert SHAPED["health_gathering"] == {"HEALTH": (0.5, 0.0)}  # bonus only: medkits
     assert SHAPED["take_cover"] == {"HEALTH": (0.0, 1.0)}  # penalty only: hits
+    assert load_scenario("health_gathering").eval_mode == load_scenario("health_gathering_supreme").eval_mode \
+        == "sampled"
 
 
 @pytest.mark.parametrize("name", sorted(SHAPED))
@@ -140,7 +142,8 @@ def test_shaping_follows_the_engines_game_variables(name):
                 change = now - before[v]
                 up, down = spec.shaping[v]
                 expected += change * (up if change > 0 else down)
-                moved |= {v} if change else set()
+                if change:
+                    moved.add(v)
                 before[v] = now
             assert info["shaped_reward"] == pytest.approx(expected)
             assert reward == pytest.approx(expected * spec.reward_scale)
