@@ -3,6 +3,7 @@ and resume, and bad input (one clear line, exit code 2, no traceback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -172,6 +173,11 @@ def test_a_sampled_evaluation_scenario_says_so_and_logs_its_shaped_reward(tmp_pa
 
 def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
     out = tmp_path / "docs"
+    # A stale run of the same scenario in the same place: the re-run replaces it (its curve would
+    # otherwise be read with the new one as a single run).
+    from torch.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(tmp_path / "runs" / "basic" / "results")) as stale:
+        stale.add_scalar("charts/episode_reward", -999.0, 10**9)
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "basic", "--max-frames",
                              "3000", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -180,6 +186,8 @@ def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| basic "))
     assert row.startswith("| basic `--max-frames 3000` | 75 | no (max_frames) |") and "(greedy)" in row
     assert iio.imread(out / "doom_curves.png").shape[2] in (3, 4)
+    curve = json.loads((out / "doom_results.json").read_text())[0]["curves"]["training"]
+    assert curve and all(step <= 10_000 and reward > -999 for step, reward in curve)
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "--plot-only", "--out-dir",
                             str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert again.returncode == 0 and (out / "doom_results.md").read_text() == table
