@@ -106,6 +106,7 @@ SCRIPTS = {
     "health_gathering_supreme": [2, 2, 2, 3, 2, 2, 4, 2, 2, 2],
     "defend_the_center": [2, 0, 2, 1, 2, 2, 1, 1],  # shoots while turning
     "take_cover": [2],  # standing still: the fireballs hit
+    "defend_the_line": [0],  # doing nothing: the fireballs hit
     "deadly_corridor": [3, 2, 2, 2, 4, 4, 2, 2, 2, 3],  # turn and shoot at the shooters: damage taken, a kill
 }
 
@@ -160,17 +161,19 @@ def test_shaping_follows_the_engines_game_variables(name):
 
 
 def test_delta_button_actions_turn_by_their_angle_per_tic():
-    """defend_the_line aims with TURN_LEFT_RIGHT_DELTA: an action's value is degrees a tic (positive:
-    right), so one 4-tic step of [1, 1] turns 4 degrees right while shooting and [0, -3] 12 degrees left,
-    from rest too."""
+    """A delta button's value is degrees a tic (TURN_LEFT_RIGHT_DELTA, positive: right), so one 4-tic step
+    of [1, 1] turns 4 degrees right while shooting and [0, -3] 12 degrees left, from rest too (the
+    fine-aiming actions defend_the_line and defend_the_center were tried with)."""
+    import dataclasses
+
     import vizdoom
 
-    spec = load_scenario("defend_the_line")
-    assert spec.buttons == ("ATTACK", "TURN_LEFT_RIGHT_DELTA") and spec.frame_skip == 4
+    spec = dataclasses.replace(load_scenario("defend_the_line"), buttons=("ATTACK", "TURN_LEFT_RIGHT_DELTA"),
+                               actions=((1, 0), (1, -1), (1, 1), (0, -3), (0, 3)))
+    assert spec.frame_skip == 4
     env = make_env(spec, seed=0)
     try:
         env.reset()
-        assert spec.actions == ((1, 0), (1, -1), (1, 1), (0, -3), (0, 3))
         for action, degrees in [(2, -4.0), (3, 12.0), (1, 4.0), (4, -12.0), (0, 0.0)]:
             before = env.game.get_game_variable(vizdoom.GameVariable.ANGLE)
             env.step(action)
