@@ -29,9 +29,10 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str]) -> dict:
     run_name = "results"
     models, frames = runs_dir / "models", runs_dir / "frames"
     # A re-run replaces the last one: TensorBoard would read a stale events file beside the new one as one
-    # run (its curves interleaved), and a stale best.pt would outlive a run that never beat it.
-    shutil.rmtree(runs_dir / name / run_name, ignore_errors=True)
-    shutil.rmtree(models / name, ignore_errors=True)
+    # run (its curves interleaved), a stale best.pt would outlive a run that never beat it, and old GIFs
+    # would sit among the new.
+    for stale in (runs_dir / name / run_name, models / name, frames / name):
+        shutil.rmtree(stale, ignore_errors=True)
     command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", name, "--run-name", run_name,
                "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra]
     print(f"== {name}: {' '.join(command[2:])}", flush=True)
