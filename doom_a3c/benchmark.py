@@ -107,16 +107,22 @@ def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
                           models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1)
         for key, value in spec.train.items():  # the scenario's own defaults, as train_doom.py applies them
             setattr(cfg, key, type(getattr(cfg, key))(value))
-        cfg.max_frames, cfg.max_minutes, cfg.target_reward = 0, 0.0, math.inf
+        # Stopped by the sampler, not by a budget or a target; max_frames stays the scenario's, so a decayed
+        # learning rate follows the schedule a real run starts on.
+        cfg.max_minutes, cfg.target_reward = 0.0, math.inf
         trainer = Trainer(cfg, spec, out=io.StringIO())
         measured: dict = {}
+        finished = threading.Event()  # training ended by itself (its workers failed): nothing to measure
 
         def sample() -> None:
             while trainer.workers is None or trainer.workers.total_frames() == 0:
-                time.sleep(0.05)  # until the workers have finished their first update
-            time.sleep(warmup)
+                if finished.wait(0.05):  # until the workers have finished their first update
+                    return
+            if finished.wait(warmup):
+                return
             frames0, start = trainer.workers.total_frames(), time.monotonic()
-            time.sleep(seconds)
+            if finished.wait(seconds):
+                return
             frames1, end = trainer.workers.total_frames(), time.monotonic()
             pids = [os.getpid()] + trainer.workers.pids()
             measured.update(fps=(frames1 - frames0) / (end - start),
@@ -126,8 +132,11 @@ def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        trainer.train()
+        result = trainer.train()
+        finished.set()
         sampler.join()
+    if "fps" not in measured:
+        raise RuntimeError(f"training stopped ({result.stop_reason}) before its speed could be measured")
     return {**measured, "envs_per_worker": cfg.envs_per_worker}
 
 
@@ -198,5 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as err:
         print(f"benchmark.py: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # the training phase failed: its workers' errors are printed above
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(figures, indent=2) if args.json else format_table(figures))
     return 0

@@ -209,3 +209,16 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
     for before, after in zip(took, took[1:]):
         pause = (after.wall_time - after.value) - before.wall_time  # end of one to the start of the next
         assert pause >= 9 * before.value - 0.05, (before.value, pause)
+
+
+def test_benchmark_runs_a_scenario_that_decays_its_learning_rate():
+    """The benchmark trains with the scenario's own [train] table: defend_the_center decays its learning
+    rate over its max_frames, which the benchmark keeps (it stops the run itself)."""
+    from doom_a3c.envs import load_scenario
+
+    assert load_scenario("defend_the_center").train["lr_decay"] is True
+    result = run_script("benchmark.py", "--scenario", "defend_the_center", "--seconds", "2", "--warmup", "0.5",
+                        "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["training_ratio"] > 0 and figures["preprocessed_ratio"] > 0
