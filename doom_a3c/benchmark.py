@@ -6,7 +6,9 @@ Three phases, one after the other, each with one process per core (``--workers``
    random actions and nothing else;
 2. the same through ``DoomEnv``, so with our observation preprocessing (crop, resize, grayscale);
 3. training: the real ``Trainer`` with ``train_doom.py``'s defaults, frames counted over a fixed span
-   after a warm-up, and the peak resident memory of all its processes.
+   after a warm-up, and the peak resident memory of all its processes;
+4. with ``--ray ADDRESS``: the same training with the workers as Ray actors around a parameter server,
+   and its speed as a fraction of phase 3's (memory: every process of the run, Ray's and the games' too).
 
 Frames are environment steps x frame skip in every phase, so the ratios compare like with like.
 """
@@ -97,14 +99,34 @@ def _peak_rss_bytes(pid: int) -> int:
     return 0
 
 
-def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
-    """Run the real trainer with its defaults; frames/s over ``seconds`` after ``warmup``, and peak memory."""
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Ray's own processes, its actors, the game engines)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str = "") -> dict:
+    """Run the real trainer with its defaults; frames/s over ``seconds`` after ``warmup``, and peak memory
+    (of the trainer and its workers; with ``ray``, of every process the run started)."""
     from doom_a3c.config import TrainConfig
     from doom_a3c.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="doom_a3c_bench_") as tmp:
         cfg = TrainConfig(scenario=spec.name, workers=workers, run_name="benchmark", runs_dir=f"{tmp}/runs",
-                          models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1)
+                          models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1, ray=ray)
         for key, value in spec.train.items():  # the scenario's own defaults, as train_doom.py applies them
             setattr(cfg, key, type(getattr(cfg, key))(value))
         # Stopped by the sampler, not by a budget or a target; max_frames stays the scenario's, so a decayed
@@ -124,7 +146,7 @@ def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
             if finished.wait(seconds):
                 return
             frames1, end = trainer.workers.total_frames(), time.monotonic()
-            pids = [os.getpid()] + trainer.workers.pids()
+            pids = [os.getpid()] + (_descendants(os.getpid()) if ray else trainer.workers.pids())
             measured.update(fps=(frames1 - frames0) / (end - start),
                             peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
                             processes=len(pids))
@@ -140,14 +162,15 @@ def measure_training(spec, workers: int, seconds: float, warmup: float) -> dict:
     return {**measured, "envs_per_worker": cfg.envs_per_worker}
 
 
-def run(scenario: str, workers: int, seconds: float, warmup: float) -> dict:
-    """All three phases; returns the figures as a dict."""
+def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "") -> dict:
+    """All three phases (four with ``ray``); returns the figures as a dict."""
     from doom_a3c.envs import load_scenario
 
     spec = load_scenario(scenario)
     raw = measure_game(spec, workers, seconds, warmup, preprocess=False)
     preprocessed = measure_game(spec, workers, seconds, warmup, preprocess=True)
     training = measure_training(spec, workers, seconds, warmup)
+    on_ray = measure_training(spec, workers, seconds, warmup, ray=ray) if ray else None
     return {
         "scenario": spec.name,
         "workers": workers,
@@ -164,6 +187,9 @@ def run(scenario: str, workers: int, seconds: float, warmup: float) -> dict:
         "training_ratio": training["fps"] / raw,
         "training_peak_rss_mb": training["peak_rss_bytes"] / 2**20,
         "training_processes": training["processes"],
+        **({"ray": ray, "ray_fps": on_ray["fps"], "ray_ratio": on_ray["fps"] / raw,
+            "ray_to_local": on_ray["fps"] / training["fps"], "ray_peak_rss_mb": on_ray["peak_rss_bytes"] / 2**20,
+            "ray_processes": on_ray["processes"]} if on_ray else {}),
     }
 
 
@@ -183,6 +209,11 @@ def format_table(r: dict) -> str:
         f"peak resident memory of the {r['training_processes']} training processes together: "
         f"{r['training_peak_rss_mb']:,.0f} MB",
     ]
+    if "ray_fps" in r:
+        lines[7:7] = [f"| training on Ray (--ray {r['ray']}), {r['ray_to_local']:.2f} of the local processes' | "
+                      f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} |"]
+        lines.append(f"on Ray: peak resident memory of all {r['ray_processes']} processes of the run (Ray's own "
+                     f"and the games' included): {r['ray_peak_rss_mb']:,.0f} MB")
     return "\n".join(lines)
 
 
@@ -194,17 +225,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds run before each measured span [default: 5]")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"processes in every phase [default: the number of CPU cores, {os.cpu_count()} here]")
+    parser.add_argument("--ray", nargs="?", const="local", default="", metavar="ADDRESS",
+                        help="also train with the workers as Ray actors (local: a private instance; auto or "
+                             "HOST:PORT: a running cluster) and compare with the local processes")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args(argv)
     workers = args.workers or os.cpu_count() or 1
     if workers < 1 or args.seconds <= 0 or args.warmup < 0:
         print("benchmark.py: error: --workers and --seconds must be positive, --warmup 0 or more", file=sys.stderr)
         return 2
+    from doom_a3c.backends import ClusterError
     from doom_a3c.envs import ScenarioError
 
     try:
-        figures = run(args.scenario, workers, args.seconds, args.warmup)
-    except ScenarioError as err:
+        figures = run(args.scenario, workers, args.seconds, args.warmup, ray=args.ray)
+    except (ScenarioError, ClusterError) as err:
         print(f"benchmark.py: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # the training phase failed: its workers' errors are printed above

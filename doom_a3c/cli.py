@@ -82,13 +82,14 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace, spec) -> i
     except ValueError as err:
         return _fail(parser.prog, str(err))
 
+    from doom_a3c.backends import ClusterError
     from doom_a3c.checkpoint import CheckpointError
     from doom_a3c.envs import ScenarioError
     from doom_a3c.trainer import OutputError, Trainer
 
     try:
         result = Trainer(cfg, spec).train()
-    except (CheckpointError, ScenarioError, OutputError) as err:
+    except (CheckpointError, ScenarioError, OutputError, ClusterError) as err:
         return _fail(parser.prog, str(err))
     return {"interrupted": EXIT_INTERRUPTED, "workers_failed": EXIT_FAILED}.get(result.stop_reason, 0)
 

@@ -69,6 +69,11 @@ class TrainConfig:
                             default="models")
     frames_dir: str = _help("GIF root directory (GIFs go to <frames-dir>/<scenario>/)", default="frames")
     resume: bool = _help("continue from <models-dir>/<scenario>/latest.pt", default=False)
+    ray: str = _help("run the workers as Ray actors around a parameter server: 'local' (or --ray alone) starts a "
+                     "private Ray instance on this machine, 'auto' or HOST:PORT joins a running cluster (`ray "
+                     "start --head` on one machine, `ray start --address HEAD:6379` on the others); --workers "
+                     "then counts workers across the cluster. Without it: processes of this machine, no Ray",
+                     default="")
 
     def validate(self) -> None:
         """Raise ValueError with a readable message for settings that cannot work."""
@@ -91,6 +96,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
 
+        if self.ray and self.ray not in ("local", "auto") and not _is_address(self.ray):
+            raise ValueError(f"--ray takes local, auto or HOST:PORT, got '{self.ray}'")
         if self.eval_mode not in ("", "greedy", "sampled"):
             raise ValueError(f"--eval-mode must be greedy or sampled, got '{self.eval_mode}'")
         if self.lr_decay and not self.max_frames:
@@ -106,6 +113,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for checkpoints and TensorBoard."""
         return dataclasses.asdict(self)
+
+
+def _is_address(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _flag(name: str) -> str:
@@ -125,6 +137,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, aliases: dict[str, lis
                                 help=f"{help_text} [default: {f.default}]")
             continue
         kind = {"int": int, "float": float, "str": str}[str(f.type)]
+        if f.name == "ray":  # an optional value: --ray alone means a private instance on this machine
+            parser.add_argument(*flags, dest=f.name, nargs="?", const="local", default=None, metavar="ADDRESS",
+                                help=help_text)
+            continue
         if f.default is not dataclasses.MISSING:  # computed defaults describe themselves in the help
             help_text = f"{help_text} [default: {f.default}]"
         parser.add_argument(*flags, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)

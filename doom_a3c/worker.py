@@ -27,6 +27,8 @@ GAME_START_TRIES = 3  # a game that cannot be started this many times in a row e
 @dataclass
 class SharedHandles:
     """What the supervisor shares with every worker: the model, its optimizer and the channels back.
+    Workers pull the weights from it and push their gradients to it (the Ray backend's handles do the same
+    through a parameter server).
 
     Each worker has its own frame counter slot and its own queue, so a worker killed half-way through a
     write corrupts nothing that the others or its replacement use. The one lock they share, the update
@@ -47,6 +49,44 @@ class SharedHandles:
     def queue(self, rank: int):
         """Worker ``rank``'s queue to the supervisor."""
         return self.queues[rank]
+
+    def model_kwargs(self) -> dict:
+        """What a worker's local copy of the model is built from."""
+        return self.model.model_kwargs()
+
+    def pull(self, params: list[torch.Tensor]) -> None:
+        """Copy the shared weights into a worker's local parameters."""
+        with torch.no_grad():
+            for local, shared in zip(params, self.model.parameters()):
+                local.copy_(shared)
+
+    def push(self, params: list[torch.nn.Parameter], cfg: TrainConfig) -> float | None:
+        """Step the shared Adam with the gradients of a worker's local parameters, one worker at a time;
+        returns the learning rate it used where it decays (None otherwise)."""
+        lr = scheduled_lr(cfg, self.total_frames())
+        if lr is not None:  # each process holds its own copy of the param groups: set it from the shared count
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        with self.update_lock:
+            # Hand the fresh local gradients to the shared parameters at every update (the old
+            # "set once, then return early" aliasing goes stale when grads are set to None). Without a
+            # critic the value head has no gradient: its shared grad is cleared, so Adam skips it.
+            for local, shared in zip(params, self.model.parameters()):
+                shared.grad = local.grad
+            self.optimizer.step()
+        return lr
+
+    def add_frames(self, rank: int, frames: int) -> None:
+        """Count a worker's frames in its own slot (its only writer)."""
+        self.frames[rank] += frames
+
+
+def scheduled_lr(cfg: TrainConfig, frames: int) -> float | None:
+    """The learning rate after ``frames`` frames where it decays linearly to 0 at ``max_frames``; None
+    where it is constant."""
+    if not cfg.lr_decay:
+        return None
+    return cfg.lr * (1.0 - min(frames / cfg.max_frames, 1.0))
 
 
 def make_shared_handles(model: ActorCritic, cfg: TrainConfig, optimizer: SharedAdam | None = None,
@@ -103,10 +143,10 @@ class Worker:
         self.out = shared.queue(rank)
         self.game_starts = [0] * num_envs  # games started in each slot: a replacement gets a new seed
         self.envs = [self._start_game(i) for i in range(num_envs)]
-        self.model = ActorCritic(**shared.model.model_kwargs())
+        self.model = ActorCritic(**shared.model_kwargs())
         self.head = self.model.policy
         self.local_params = list(self.model.parameters())
-        self.shared_params = list(shared.model.parameters())
+        self._carry = None  # (obs, state, start): where the next rollout starts
         self.critic = uses_critic(cfg.advantage)
         self.whole_episodes = cfg.rollout_len == 0
         steps = cfg.rollout_len or self.envs[0].max_episode_steps
@@ -126,10 +166,8 @@ class Worker:
         self.mask = torch.ones(steps, num_envs)  # 0 where a game had already finished its episode
 
     def sync_weights(self) -> None:
-        """Copy the shared weights into the local model, once per rollout."""
-        with torch.no_grad():
-            for local, shared in zip(self.local_params, self.shared_params):
-                local.copy_(shared)
+        """Copy the trained weights into the local model, once per rollout."""
+        self.shared.pull(self.local_params)
 
     # -- games ---------------------------------------------------------------------------------------
     def _start_game(self, i: int):
@@ -169,16 +207,19 @@ class Worker:
     # -- training ------------------------------------------------------------------------------------
     def run(self) -> None:
         """Collect rollouts and push updates until told to stop."""
-        shared = self.shared
-        obs = torch.stack([torch.as_tensor(self._reset_game(i)) for i in range(len(self.envs))])
-        state = self.model.initial_state(len(self.envs))
-        start = torch.ones(len(self.envs))
-        while not shared.stop.is_set() and _supervisor_alive():
-            obs, state, start, stats = self.train_rollout(obs, state, start)
-            frames = stats.pop("frames")
-            stats.pop("steps")
-            shared.frames[self.rank] += frames  # this slot's only writer
-            self.out.put(UpdateDone(self.rank, frames, stats))
+        while not self.shared.stop.is_set() and _supervisor_alive():
+            self.step()
+
+    def step(self) -> None:
+        """One rollout and its update, counted and reported."""
+        if self._carry is None:
+            obs = torch.stack([torch.as_tensor(self._reset_game(i)) for i in range(len(self.envs))])
+            self._carry = (obs, self.model.initial_state(len(self.envs)), torch.ones(len(self.envs)))
+        *self._carry, stats = self.train_rollout(*self._carry)
+        frames = stats.pop("frames")
+        stats.pop("steps")
+        self.shared.add_frames(self.rank, frames)
+        self.out.put(UpdateDone(self.rank, frames, stats))
 
     def train_rollout(self, obs: torch.Tensor, state, start: torch.Tensor):
         """One rollout and its update; returns what the next rollout starts from and the update's stats."""
@@ -277,18 +318,9 @@ class Worker:
         self.model.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.local_params, cfg.max_grad_norm)
-        if cfg.lr_decay:  # each process holds its own copy of the param groups: set it from the shared count
-            progress = min(self.shared.total_frames() / cfg.max_frames, 1.0)
-            for group in self.shared.optimizer.param_groups:
-                group["lr"] = cfg.lr * (1.0 - progress)
-            stats["charts/learning_rate"] = cfg.lr * (1.0 - progress)
-        with self.shared.update_lock:
-            # Hand the fresh local gradients to the shared parameters at every update (the old
-            # "set once, then return early" aliasing goes stale when grads are set to None). Without a
-            # critic the value head has no gradient: its shared grad is cleared, so Adam skips it.
-            for local, shared in zip(self.local_params, self.shared_params):
-                shared.grad = local.grad
-            self.shared.optimizer.step()
+        lr = self.shared.push(self.local_params, cfg)
+        if lr is not None:
+            stats["charts/learning_rate"] = lr
         stats["losses/grad_norm"] = float(grad_norm)
         return stats
 

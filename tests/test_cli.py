@@ -23,12 +23,17 @@ def _no_traceback(result):
     assert "Traceback" not in result.stderr, result.stderr
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One short real training run shared by the tests below: basic, a few thousand frames."""
-    where = tmp_path_factory.mktemp("train")
+@pytest.fixture(scope="module", params=["local", "ray"])
+def trained(request, tmp_path_factory):
+    """One short real training run shared by the tests below: basic, a few thousand frames; once with the
+    workers as local processes, once as Ray actors around a parameter server (``--ray``): the same
+    supervisor must leave the same outputs."""
+    backend = ["--ray"] if request.param == "ray" else []
+    if backend:
+        pytest.importorskip("ray")
+    where = tmp_path_factory.mktemp(f"train-{request.param}")
     result = run_script("train_doom.py", "--scenario", "basic", "--max-frames", "6000", "--run-name", "e2e",
-                        "--seed", "3", *QUICK, cwd=where)
+                        "--seed", "3", *QUICK, *backend, cwd=where)
     assert result.returncode == 0, result.stdout + result.stderr
     return where, result
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, alive, descendants, is_engine, is_worker, run_script
+from conftest import ROOT, alive, cmdline, descendants, is_engine, is_worker, run_script
 from doom_a3c.checkpoint import load_checkpoint
 
 QUICK = ["--scenario", "basic", "--workers", "2", "--envs-per-worker", "2", "--eval-episodes", "2",
@@ -220,3 +220,22 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_and_trainin
     assert latest.read_bytes() == previous and not list(latest.parent.glob(".latest.pt.*.tmp"))
     assert load_checkpoint(latest)["counters"]["frames"] > 0
     assert alive(list(run.seen), 10) == []
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_ray_local_run_leaves_no_ray_process_however_it_ends(tmp_path, how):
+    """--ray local starts Ray's own processes (its store, scheduler and actors) below the trainer: a
+    SIGTERM stops them in order after a checkpoint, and a SIGKILL takes every one of them down too."""
+    pytest.importorskip("ray")
+    run = Training(tmp_path, "--run-name", "ray", "--ray")
+    run.training()
+    below = descendants(run.process.pid)
+    assert any("raylet" in cmdline(pid) for pid in below) and len(run.engines()) == 2 * 2 + 1
+    os.kill(run.process.pid, getattr(signal, how))
+    if how == "SIGTERM":
+        code, out, err = run.finish()
+        assert code == 130 and "checkpoint saved to models/basic/latest.pt" in out, out + err
+        assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
+    run.process.wait(timeout=60)
+    assert alive(below, 15) == [], [cmdline(pid) for pid in alive(below, 0)]
+    run.kill()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import os
 import queue
 import signal
@@ -23,22 +24,25 @@ from doom_a3c.messages import WorkerFailed, WorkerRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.shared_optim import SharedAdam
 from doom_a3c.worker import make_shared_handles, worker_main
+from doom_a3c.backends import WorkersFailing, load_optimizer_state
 
 RESTART_WINDOW = 600.0  # seconds over which worker deaths are counted
 LOCK_WAIT = 5.0  # an optimizer step holds the update lock for milliseconds; this long means its holder died
 
 
-class WorkersFailing(RuntimeError):
-    """Workers died more often than ``max_worker_restarts`` in ten minutes."""
-
-
 class LocalWorkers:
     """``cfg.workers`` worker processes on this machine, supervised."""
 
-    def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: ActorCritic, optimizer: SharedAdam,
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: ActorCritic, optimizer_state: dict | None = None,
                  frames: int = 0, error_log: Path | None = None):
+        """``model`` moves to shared memory and is trained in place; ``optimizer_state`` (a resumed Adam
+        state) must fit it, or ValueError. Nothing starts before ``start()``."""
         self.cfg, self.spec, self.error_log = cfg, spec, error_log
         self.ctx = mp.get_context("spawn")
+        model.share_memory()
+        optimizer = SharedAdam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        load_optimizer_state(optimizer, optimizer_state, cfg.lr)
+        self.model, self.optimizer = model, optimizer
         self.handles = make_shared_handles(model, cfg, optimizer, frames=[frames], ctx=self.ctx)
         self.processes: list = [None] * cfg.workers
         self.deaths: collections.deque = collections.deque()
@@ -161,10 +165,21 @@ class LocalWorkers:
         with self.update_lock():
             pass
 
+    def snapshot(self) -> tuple[dict, dict]:
+        """The weights and the Adam state as one consistent copy: taken under the update lock, so that no
+        worker's step lands half-way through it."""
+        with self.update_lock():
+            weights = {k: v.clone() for k, v in self.model.state_dict().items()}
+            optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        return weights, optimizer_state
+
     # -- counters -----------------------------------------------------------------------------------
     def total_frames(self) -> int:
         """Frames trained on so far, all workers together."""
         return self.handles.total_frames()
+
+    def close(self) -> None:
+        """Nothing left to release once stopped (the Ray backend disconnects here)."""
 
     def pids(self) -> list[int]:
         """The worker processes' pids."""

@@ -29,7 +29,14 @@ _init_lock = threading.Lock()
 def owned_engine_path() -> str | None:
     """The launcher to hand to ``DoomGame.set_vizdoom_path``, with its settings put in the environment the
     engine inherits; None where the parent-death signal does not exist (not Linux) or the launcher is missing."""
-    if not sys.platform.startswith("linux") or not os.access(_LAUNCHER, os.X_OK):
+    if not sys.platform.startswith("linux"):
+        return None
+    if _LAUNCHER.is_file() and not os.access(_LAUNCHER, os.X_OK):
+        try:  # unpacked from an archive that dropped its mode (Ray ships the package to a cluster's nodes so)
+            _LAUNCHER.chmod(0o755)
+        except OSError:
+            pass
+    if not os.access(_LAUNCHER, os.X_OK):
         return None
     import vizdoom
 

@@ -1,0 +1,142 @@
+"""The evaluator: periodic evaluations, the confirmation of a reached target, the final evaluation, best.pt
+and the GIFs, all played in the supervisor's process on snapshots of the trained weights."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from doom_a3c.config import TrainConfig
+from doom_a3c.envs import EngineError, EnvSpec, make_env
+from doom_a3c.evaluation import evaluate, summarize
+from doom_a3c.messages import EnvRestarted
+from doom_a3c.model import ActorCritic
+from doom_a3c.recording import write_gif
+from doom_a3c.summaries import Summaries
+
+# The evaluation game runs beside the workers: the pause after an evaluation is at least this many times as
+# long as it took, so evaluations of long episodes (health_gathering: 20 episodes of up to 525 steps) take
+# at most a tenth of the run (charts/eval_seconds logs what each took).
+EVAL_PAUSE = 9.0
+
+
+class Evaluator:
+    """Plays evaluation episodes the way the scenario says (greedy or sampled) and keeps ``best.pt``.
+
+    ``save(path, weights, evaluation)`` writes a checkpoint of the given weights; ``on_env_restart`` hears
+    of an evaluation game that had to be replaced.
+    """
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, target: float, summaries: Summaries,
+                 gif_dir: Path, run_name: str, save: Callable, on_env_restart: Callable):
+        self.cfg, self.spec, self.target, self.summaries = cfg, spec, target, summaries
+        self.gif_dir, self.run_name, self.save, self.on_env_restart = gif_dir, run_name, save, on_env_restart
+        self.best_path = Path(cfg.models_dir) / spec.name / "best.pt"
+        # Greedy actions can be degenerate where sampling is not (navigation): the scenario says which.
+        self.mode = cfg.eval_mode or getattr(spec, "eval_mode", "greedy")
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # sampled evaluations repeat
+        self.best = -math.inf
+        self.gifs: list[str] = []
+        self.model: ActorCritic | None = None
+        self._env_starts = 0
+        self.env = self._make_env()
+        self._last = {"eval": time.monotonic(), "gif": time.monotonic()}
+        self._seconds = 0.0  # how long the last periodic evaluation took
+        self.last_result = "-"  # the last periodic mean, as the progress line shows it
+
+    @property
+    def spaces(self):
+        """The evaluation game's observation and action spaces: they pick the model's encoder and head."""
+        return self.env.observation_space, self.env.action_space
+
+    def _make_env(self):
+        seed = self.cfg.seed + 100_000 + 1_000_003 * self._env_starts  # a replacement gets a new seed
+        self._env_starts += 1
+        return make_env(self.spec, seed=seed, render_mode="rgb_array", engine_timeout=self.cfg.env_timeout)
+
+    def _play(self, weights: dict | None, episodes: int, record: bool):
+        """Episodes with ``weights`` (None: the random agent); a crashed game is replaced and they are
+        played again."""
+        if weights is not None:
+            self.model.load_state_dict(weights)
+        for attempt in (1, 2):
+            try:
+                return evaluate(self.env, self.model if weights is not None else None, episodes,
+                                greedy=self.mode == "greedy", record_first=record, generator=self.generator)
+            except EngineError as err:
+                self.env.close()
+                self.on_env_restart(EnvRestarted(-1, 0, str(err)))
+                self.env = self._make_env()
+                if attempt == 2:
+                    raise
+
+    def _gif(self, tag: str, frames: list) -> None:
+        path = self.gif_dir / f"{self.run_name}-{tag}.gif"
+        try:
+            self.gifs.append(str(write_gif(path, frames, fps=self.env.steps_per_second)))
+        except OSError as err:
+            self.summaries.say(f"could not write {self.gif_dir} ({err.strerror or err}); no GIF this time; "
+                               f"training goes on")
+
+    def evaluate(self, weights: dict, episodes: int, gif_tag: str | None = None) -> dict:
+        """``episodes`` episodes of ``weights``; a GIF of the first if tagged."""
+        results, frames = self._play(weights, episodes, record=gif_tag is not None)
+        if gif_tag is not None and frames:
+            self._gif(gif_tag, frames)
+        return summarize(results)
+
+    def random_baseline(self, episodes: int, step: int) -> None:
+        """What "learned" is measured against: a uniformly random agent on the evaluation game."""
+        self.env.action_space.seed(self.cfg.seed)
+        baseline = summarize(self._play(None, episodes, record=False)[0])
+        self.summaries.scalar("eval/random_baseline", baseline["mean"], step)
+        self.summaries.say(f"random agent: {baseline['mean']:.1f} ± {baseline['std']:.1f} over {episodes} "
+                           f"episodes (mean length {baseline['length']:.0f} steps)")
+
+    def due(self, now: float) -> bool:
+        return now - self._last["eval"] >= max(self.cfg.eval_interval, EVAL_PAUSE * self._seconds)
+
+    def periodic(self, weights: dict, frames: int) -> dict | None:
+        """One periodic evaluation of ``weights`` (a GIF with it when one is due); a mean at the target is
+        confirmed over ``final_eval_episodes`` episodes of the same weights, so that a lucky 20 episodes do
+        not end training. Returns the confirmed summary when the target is reached, else None."""
+        cfg, started = self.cfg, time.monotonic()
+        gif_due = cfg.gif_interval > 0 and started - self._last["gif"] >= cfg.gif_interval
+        summary = self.evaluate(weights, cfg.eval_episodes, f"{frames:09d}" if gif_due else None)
+        self._seconds = time.monotonic() - started
+        self.summaries.scalar("charts/eval_seconds", self._seconds, frames)
+        if gif_due:
+            self._last["gif"] = started
+        self.summaries.scalar("eval/mean_reward", summary["mean"], frames)
+        self.summaries.scalar("eval/std_reward", summary["std"], frames)
+        self.last_result = f"{summary['mean']:.1f}"
+        if summary["mean"] >= self.target:
+            self.summaries.say(f"evaluation {summary['mean']:.1f} reached the target {self.target:g}; confirming "
+                               f"over {cfg.final_eval_episodes} episodes")
+            results, gif_frames = self._play(weights, cfg.final_eval_episodes, record=True)
+            summary = summarize(results)
+            if summary["mean"] >= self.target:
+                self._gif("final", gif_frames)
+            self.summaries.scalar("eval/confirm_mean_reward", summary["mean"], frames)
+            self.last_result = f"{summary['mean']:.1f}"
+        self.keep_if_best(summary, weights)
+        self._last["eval"] = time.monotonic()
+        return summary if summary["mean"] >= self.target and summary["episodes"] >= cfg.final_eval_episodes else None
+
+    def keep_if_best(self, summary: dict, weights: dict, even_if_equal: bool = False) -> None:
+        """Save ``weights`` as best.pt when ``summary`` beats every evaluation so far (or there is none)."""
+        better = summary["mean"] > self.best or (even_if_equal and summary["mean"] >= self.best)
+        if better or not self.best_path.exists():
+            self.best = max(self.best, summary["mean"])
+            self.save(self.best_path, weights, self.record_of(summary))
+
+    def record_of(self, summary: dict) -> dict:
+        """What a checkpoint stores about the evaluation of its weights."""
+        return {"mean": summary["mean"], "std": summary["std"], "episodes": summary["episodes"], "mode": self.mode}
+
+    def close(self) -> None:
+        self.env.close()

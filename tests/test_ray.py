@@ -1,0 +1,166 @@
+"""The Ray backend on a real Ray cluster simulated on this machine (``ray.cluster_utils.Cluster``: a head
+and two worker nodes of one CPU each), driven through train.py / train_doom.py as a user runs them."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import imageio.v3 as iio
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_script
+from doom_a3c.checkpoint import load_checkpoint
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024**2, "include_dashboard": False}
+QUICK = ["--workers", "2", "--eval-episodes", "2", "--final-eval-episodes", "3", "--baseline-episodes", "2",
+         "--log-interval", "1", "--eval-interval", "2"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes, one CPU each, all on this machine."""
+    cluster = Cluster(initialize_head=True, head_node_args=NODE)
+    nodes = [cluster.add_node(**NODE) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, nodes
+    cluster.shutdown()
+
+
+def _final(stdout: str) -> float:
+    return float(re.search(r"final evaluation: ([-\d.]+)", stdout).group(1))
+
+
+def test_parameter_server_applies_exactly_the_gradients_it_is_sent():
+    """Against a plain Adam fed the same gradients in the same order, learning-rate decay included."""
+    from doom_a3c.backends.ray_cluster import ParameterServer
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.model import ActorCritic
+    from doom_a3c.worker import scheduled_lr
+
+    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=80 * 1024**2,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        cfg = TrainConfig(lr=1e-3, adam_eps=1e-5, lr_decay=True, max_frames=1000)
+        model = ActorCritic(obs_shape=(1, 42, 42), num_actions=3, hidden_size=32)
+        server = ParameterServer.remote(model.model_kwargs(), model.state_dict(), None, cfg, 0)
+        reference = ActorCritic(**model.model_kwargs())
+        reference.load_state_dict(model.state_dict())
+        adam = torch.optim.Adam(reference.parameters(), lr=cfg.lr, eps=cfg.adam_eps, foreach=False)
+        generator = torch.Generator().manual_seed(0)
+        frames = 0
+        for step in range(4):
+            grads = [torch.randn(p.shape, generator=generator) for p in reference.parameters()]
+            grads[-1] = None if step == 2 else grads[-1]  # a parameter without a gradient is left alone
+            with_grad = [g is not None for g in grads]
+            flat = torch.cat([g.reshape(-1) for g in grads if g is not None])
+            weights, lr = ray.get(server.apply.remote(flat, with_grad, 100))
+            for group in adam.param_groups:
+                group["lr"] = scheduled_lr(cfg, frames)
+            for param, grad in zip(reference.parameters(), grads):
+                param.grad = grad
+            adam.step()
+            frames += 100
+            assert lr == pytest.approx(cfg.lr * (1 - (frames - 100) / 1000))
+            assert torch.equal(torch.nn.utils.parameters_to_vector(reference.parameters()), weights)
+        state, optimizer_state = ray.get(server.snapshot.remote())
+        assert optimizer_state["state"][0]["step"] == 4
+        assert all(torch.equal(state[k], v) for k, v in reference.state_dict().items())
+    finally:
+        ray.shutdown()
+
+
+def test_bad_ray_addresses_are_one_clear_line_and_exit_code_2():
+    started = time.monotonic()
+    result = run_script("train.py", "--env", "CartPole-v1", "--ray", "127.0.0.1:9")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--ray 127.0.0.1:9: no Ray cluster answers there" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 30
+    result = run_script("train.py", "--env", "CartPole-v1", "--ray", "nowhere")
+    assert result.returncode == 2 and "--ray takes local, auto or HOST:PORT, got 'nowhere'" in result.stderr
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_said_and_stops(cluster):
+    result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster[0].address, "--workers", "5",
+                        "--max-frames", "1000", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--workers 5 needs 5 CPUs and the Ray cluster has 3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cartpole_learns_through_ray_on_a_three_node_cluster(cluster, tmp_path):
+    """From the random agent's ~22 to well past it, greedy, with the workers on the cluster's nodes."""
+    result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster[0].address, "--workers", "2",
+                        "--max-frames", "400000", "--seed", "1", "--final-eval-episodes", "20",
+                        "--target-reward", "1000", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout[-600:])
+    assert _final(result.stdout) > 150
+
+
+def test_basic_through_ray_leaves_events_a_checkpoint_and_a_gif(cluster, tmp_path):
+    result = run_script("train_doom.py", "--scenario", "basic", "--ray", cluster[0].address, "--max-frames", "6000",
+                        "--run-name", "e2e", *QUICK, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training basic: 2 workers x 8 games" in result.stdout
+    events = EventAccumulator(str(tmp_path / "runs" / "basic" / "e2e"))
+    events.Reload()
+    assert {"charts/episode_reward", "charts/fps", "eval/final_mean", "losses/policy"} <= set(events.Tags()["scalars"])
+    payload = load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")
+    assert payload["counters"]["frames"] >= 6000 and payload["config"]["ray"] == cluster[0].address
+    assert payload["optimizer"]["state"][0]["step"] > 0
+    gifs = list((tmp_path / "frames" / "basic").glob("*.gif"))
+    assert gifs and iio.imread(gifs[0]).ndim == 4
+
+
+@pytest.mark.slow
+def test_losing_a_worker_node_mid_run_training_goes_on_to_its_budget(tmp_path):
+    """One of the two worker nodes is removed while training: its worker is started again on a node that
+    is left, and the run ends at its frame budget with a final evaluation."""
+    cluster = Cluster(initialize_head=True, head_node_args=NODE)
+    doomed = [cluster.add_node(**NODE) for _ in range(2)]
+    cluster.wait_for_nodes()
+    try:
+        removed = []
+
+        def remove_one():
+            """Once training is under way: the node of a worker, not the parameter server's (the driver's)."""
+            deadline = time.monotonic() + 120
+            log = tmp_path / "runs" / "CartPole-v1" / "node"
+            while time.monotonic() < deadline and not list(log.glob("events*")):
+                time.sleep(0.5)
+            time.sleep(5)
+            ray.init(address=cluster.address)
+            try:
+                where = {}
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["name"].startswith("a3c-"):
+                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+                        where[actor["name"]] = ray.get(handle.where.remote())[0]
+            finally:
+                ray.shutdown()
+            server = where.pop("a3c-parameter-server")
+            victim = next(node for node in doomed if node.node_id in set(where.values()) - {server})
+            cluster.remove_node(victim)
+            removed.append(victim.node_id)
+
+        remover = threading.Thread(target=remove_one)
+        remover.start()
+        result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster.address, "--workers", "2",
+                            "--max-frames", "300000", "--target-reward", "1000", "--run-name", "node", *QUICK[2:],
+                            cwd=tmp_path, timeout=400)
+        remover.join()
+    finally:
+        cluster.shutdown()
+    assert removed, "no worker node was found to remove"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"worker \d died .*started it again", result.stdout), result.stdout
+    assert "stopped (max_frames)" in result.stdout and "final evaluation" in result.stdout
