@@ -12,9 +12,13 @@
 
 from __future__ import annotations
 
+import collections
+import time
 from pathlib import Path
 
 import torch
+
+RESTART_WINDOW = 600.0  # seconds over which worker deaths are counted
 
 
 class WorkersFailing(RuntimeError):
@@ -52,3 +56,35 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None, l
         raise OptimizerStateError(f"optimizer state does not fit ({err})") from err
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+class RestartBudget:
+    """Worker deaths in the last ten minutes: one more than ``limit`` (``--max-worker-restarts``) ends
+    training instead of restarting in a loop. Each death's traceback goes to ``error_log``."""
+
+    def __init__(self, limit: int, error_log: Path | None):
+        self.limit, self.error_log = limit, error_log
+        self.deaths: collections.deque = collections.deque()
+        self.restarts = 0
+
+    def log(self, rank: int, error: str) -> None:
+        if self.error_log is None:
+            return
+        try:
+            with open(self.error_log, "a") as log:
+                log.write(f"--- worker {rank}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{error}\n")
+        except OSError:
+            pass
+
+    def spend(self, rank: int, reason: str) -> int:
+        """Count a death; raises WorkersFailing past the limit, else returns the restarts so far (this one's
+        included)."""
+        now = time.monotonic()
+        self.deaths.append(now)
+        while self.deaths and self.deaths[0] < now - RESTART_WINDOW:
+            self.deaths.popleft()
+        if len(self.deaths) > self.limit:
+            raise WorkersFailing(f"workers died {len(self.deaths)} times in {RESTART_WINDOW / 60:.0f} minutes "
+                                 f"(more than --max-worker-restarts {self.limit}); the last: worker {rank}, {reason}")
+        self.restarts += 1
+        return self.restarts

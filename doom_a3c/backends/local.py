@@ -7,7 +7,6 @@ started again on the shared weights; too many deaths in ten minutes end training
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import os
@@ -24,9 +23,8 @@ from doom_a3c.messages import WorkerFailed, WorkerRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.shared_optim import SharedAdam
 from doom_a3c.worker import make_shared_handles, worker_main
-from doom_a3c.backends import WorkersFailing, load_optimizer_state
+from doom_a3c.backends import RestartBudget, load_optimizer_state
 
-RESTART_WINDOW = 600.0  # seconds over which worker deaths are counted
 LOCK_WAIT = 5.0  # an optimizer step holds the update lock for milliseconds; this long means its holder died
 
 
@@ -45,8 +43,7 @@ class LocalWorkers:
         self.model, self.optimizer = model, optimizer
         self.handles = make_shared_handles(model, cfg, optimizer, frames=[frames], ctx=self.ctx)
         self.processes: list = [None] * cfg.workers
-        self.deaths: collections.deque = collections.deque()
-        self.restarts = 0
+        self.budget = RestartBudget(cfg.max_worker_restarts, error_log)
         self._progress = [(0, 0.0)] * cfg.workers  # (frames, when they last changed) per slot
         self._errors: dict[int, str] = {}
 
@@ -100,17 +97,10 @@ class LocalWorkers:
         reason = self._errors.pop(rank, None) or _exit_reason(process.exitcode)
         _kill_worker(process)  # anything left in its process group
         self._recover_lock()
-        self.deaths.append(time.monotonic())
-        while self.deaths and self.deaths[0] < time.monotonic() - RESTART_WINDOW:
-            self.deaths.popleft()
-        if len(self.deaths) > self.cfg.max_worker_restarts:
-            raise WorkersFailing(f"workers died {len(self.deaths)} times in {RESTART_WINDOW / 60:.0f} minutes "
-                                 f"(more than --max-worker-restarts {self.cfg.max_worker_restarts}); "
-                                 f"the last: worker {rank}, {reason}")
+        count = self.budget.spend(rank, reason)
         self.handles.queues[rank] = self.ctx.Queue()  # a fresh channel: the old one may hold a torn message
         self._spawn(rank)
-        self.restarts += 1
-        return WorkerRestarted(rank, reason, self.restarts)
+        return WorkerRestarted(rank, reason, count)
 
     def _drain(self, block_seconds: float) -> list:
         deadline = time.monotonic() + block_seconds
@@ -134,18 +124,9 @@ class LocalWorkers:
                 break
             if isinstance(message, WorkerFailed):
                 self._errors[rank] = message.error.strip().splitlines()[-1]
-                self._log_error(message)
+                self.budget.log(message.rank, message.error)
             messages.append(message)
         return messages
-
-    def _log_error(self, failure: WorkerFailed) -> None:
-        if self.error_log is None:
-            return
-        try:
-            with open(self.error_log, "a") as log:
-                log.write(f"--- worker {failure.rank}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{failure.error}\n")
-        except OSError:
-            pass
 
     # -- the update lock ------------------------------------------------------------------------------
     @contextlib.contextmanager

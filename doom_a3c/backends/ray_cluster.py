@@ -10,7 +10,6 @@ wherever Ray finds a CPU; losing the parameter server (it lives on the driver's 
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch.nn.utils import parameters_to_vector
 
 import doom_a3c
-from doom_a3c.backends import ClusterError, WorkersFailing, load_optimizer_state
+from doom_a3c.backends import ClusterError, RestartBudget, WorkersFailing, load_optimizer_state
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EnvSpec
 from doom_a3c.messages import UpdateDone, WorkerRestarted
@@ -39,7 +38,6 @@ SLICE = 1.0  # seconds of rollouts per run_for call: how often a worker's messag
 # run_for calls queued per worker: the next one waits at the actor while the current one runs, so a worker
 # never idles between the end of a call and the supervisor's next look (with one, they idled ~30%)
 QUEUED = 2
-RESTART_WINDOW = 600.0  # seconds over which worker deaths are counted, as in the local backend
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a cluster's address to answer
 SERVER_TIMEOUT = 60.0  # seconds a parameter-server call may take before the server counts as lost
 OBJECT_STORE_BYTES = 100 * 1024**2  # --ray local: gradients and weights are a few MB; Ray's default is 30% of RAM
@@ -271,8 +269,7 @@ class RayWorkers:
         self.actors: list = [None] * cfg.workers
         self.calls: dict = {}  # run_for call in flight -> (rank, the actor it was sent to)
         self.last_return = [time.monotonic()] * cfg.workers
-        self.deaths: collections.deque = collections.deque()
-        self.restarts = 0
+        self.budget = RestartBudget(cfg.max_worker_restarts, error_log)
 
     def _call_server(self, method: str, *args):
         try:
@@ -285,9 +282,9 @@ class RayWorkers:
         for rank in range(self.cfg.workers):
             self._spawn(rank)
 
-    def _spawn(self, rank: int) -> None:
+    def _spawn(self, rank: int, generation: int = 0) -> None:
         # Named (as `ray list actors` shows them), with the restart count: a replacement's name is new.
-        self.actors[rank] = RayWorker.options(name=f"a3c-worker-{rank}.{self.restarts}").remote(
+        self.actors[rank] = RayWorker.options(name=f"a3c-worker-{rank}.{generation}").remote(
             rank, self.cfg, self.spec, self.model_kwargs, self.server)
         self.last_return[rank] = time.monotonic()
         for _ in range(QUEUED):
@@ -325,27 +322,11 @@ class RayWorkers:
     def _restart(self, rank: int, err: Exception) -> WorkerRestarted:
         self._call_server("where")  # a worker that died because the server did: end the run instead
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        self._log_error(rank, str(err))
-        self.deaths.append(time.monotonic())
-        while self.deaths and self.deaths[0] < time.monotonic() - RESTART_WINDOW:
-            self.deaths.popleft()
-        if len(self.deaths) > self.cfg.max_worker_restarts:
-            raise WorkersFailing(f"workers died {len(self.deaths)} times in {RESTART_WINDOW / 60:.0f} minutes "
-                                 f"(more than --max-worker-restarts {self.cfg.max_worker_restarts}); "
-                                 f"the last: worker {rank}, {reason}")
+        self.budget.log(rank, str(err))
+        count = self.budget.spend(rank, reason)
         ray.kill(self.actors[rank], no_restart=True)
-        self._spawn(rank)
-        self.restarts += 1
-        return WorkerRestarted(rank, reason, self.restarts)
-
-    def _log_error(self, rank: int, error: str) -> None:
-        if self.error_log is None:
-            return
-        try:
-            with open(self.error_log, "a") as log:
-                log.write(f"--- worker {rank}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{error}\n")
-        except OSError:
-            pass
+        self._spawn(rank, generation=count)
+        return WorkerRestarted(rank, reason, count)
 
     def stop(self, grace: float = 30.0) -> list:
         """Let the calls in flight return (their messages are kept), close every worker's games, end the
