@@ -56,7 +56,7 @@ def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int,
             else:
                 game.get_state()  # what training reads every step: the screen buffer
 
-    barrier.wait()  # every process measures over the same stretch of time
+    barrier.wait(timeout=120)  # every process measures over the same stretch of time
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
         step()
@@ -75,10 +75,14 @@ def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int,
 
 def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> float:
     """Total frames/s of ``workers`` processes stepping the game at once."""
+    # ViZDoom creates ./_vizdoom/ when a game starts; two games starting at once in a fresh folder race for
+    # it ("Failed to create ./_vizdoom/ directory: File exists") and one fails. Made here first.
+    os.makedirs("_vizdoom", exist_ok=True)
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(workers), ctx.Queue()
-    processes = [ctx.Process(target=_game_loop, args=(spec, seconds, warmup, preprocess, 1000 + i, barrier, results))
-                 for i in range(workers)]
+    # Daemons, and a bounded wait at the barrier: a game that fails to start must not hang the others.
+    processes = [ctx.Process(target=_game_loop, args=(spec, seconds, warmup, preprocess, 1000 + i, barrier, results),
+                             daemon=True) for i in range(workers)]
     for process in processes:
         process.start()
     total = sum(results.get(timeout=seconds + warmup + 120) for _ in processes)

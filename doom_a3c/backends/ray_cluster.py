@@ -47,15 +47,15 @@ DIRECT_CALL_BYTES = 16 * 1024**2
 
 
 # -- connecting ---------------------------------------------------------------------------------------------
-def connect(address: str, workers: int) -> bool:
-    """Start a private Ray instance (``local``) or join a running cluster; returns whether this process
-    started it (and so must shut it down). Raises ClusterError with one readable line.
+def connect(address: str, workers: int) -> None:
+    """Start a private Ray instance (``local``, watched by reaper.py) or join a running cluster. Raises
+    ClusterError with one readable line.
 
     ``ray.init`` replaces the SIGTERM handler with one that exits on the spot; the trainer's own (stop the
     workers, save a checkpoint, say so) is put back."""
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _connect(address, workers)
+        _connect(address, workers)
     finally:
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
@@ -63,7 +63,7 @@ def connect(address: str, workers: int) -> bool:
                     signal.signal(sig, handler)
 
 
-def _connect(address: str, workers: int) -> bool:
+def _connect(address: str, workers: int) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home from a training run
     package_root = str(Path(doom_a3c.__file__).resolve().parent.parent)
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
@@ -74,7 +74,7 @@ def _connect(address: str, workers: int) -> bool:
         ray.init(num_cpus=max(os.cpu_count() or 1, workers), object_store_memory=OBJECT_STORE_BYTES,
                  runtime_env={"env_vars": {"PYTHONPATH": package_root}},
                  _system_config={"max_direct_call_object_size": DIRECT_CALL_BYTES}, **options)
-        return True
+        return
     if address != "auto":
         host, _, port = address.rpartition(":")
         try:
@@ -88,7 +88,6 @@ def _connect(address: str, workers: int) -> bool:
                  **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ClusterError(f"--ray {address}: could not join a Ray cluster ({str(err).splitlines()[0]})") from err
-    return False
 
 
 _reaper: dict = {}
@@ -255,7 +254,7 @@ class RayWorkers:
         self.model_kwargs = model.model_kwargs()
         # A resumed Adam state that does not fit is bad input: found here, before Ray starts anything.
         load_optimizer_state(torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=False), optimizer_state, cfg.lr)
-        self.owns_ray = connect(cfg.ray, cfg.workers)
+        connect(cfg.ray, cfg.workers)
         try:
             _check_cpus(cfg.workers)
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
