@@ -103,28 +103,10 @@ def _peak_rss_bytes(pid: int) -> int:
     return 0
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Ray's own processes, its actors, the game engines)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str = "") -> dict:
     """Run the real trainer with its defaults; frames/s over ``seconds`` after ``warmup``, and peak memory
     (of the trainer and its workers; with ``ray``, of every process the run started)."""
+    from doom_a3c.backends.reaper import descendants
     from doom_a3c.config import TrainConfig
     from doom_a3c.trainer import Trainer
 
@@ -150,7 +132,7 @@ def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str
             if finished.wait(seconds):
                 return
             frames1, end = trainer.workers.total_frames(), time.monotonic()
-            pids = [os.getpid()] + (_descendants(os.getpid()) if ray else trainer.workers.pids())
+            pids = [os.getpid()] + (list(descendants(os.getpid())) if ray else trainer.workers.pids())
             measured.update(fps=(frames1 - frames0) / (end - start),
                             peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
                             processes=len(pids))
