@@ -38,6 +38,8 @@ class TrainConfig:
     max_grad_norm: float = _help("gradient-norm clipping threshold", default=40.0)
     hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
     lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
+    cpu_affinity: bool = _help("pin each worker and its games to a CPU core of its own, while free cores last "
+                               "(hand-offs between a worker and its games stay on one core)", default=True)
     seed: int = _help("random seed; worker i uses seed + i", default=1)
     max_frames: int = _help("stop after this many frames (env steps x frame skip); 0: no limit", default=0)
     max_minutes: float = _help("stop after this many minutes of training; 0: no limit", default=0.0)
@@ -54,6 +56,8 @@ class TrainConfig:
     final_eval_episodes: int = _help("episodes of the final evaluation", default=100)
     gif_interval: float = _help("seconds between GIFs of a greedy episode (one more is written at the end); "
                                 "0: only the final one", default=120.0)
+    explain_gifs: bool = _help("draw the GIFs as play.py --explain does: the agent's input, saliency maps, action "
+                               "probabilities, value and reward so far beside the game", default=False)
     checkpoint_interval: float = _help("seconds between checkpoints of latest.pt", default=60.0)
     log_interval: float = _help("seconds between progress lines", default=10.0)
     env_timeout: float = _help("seconds a game's engine may take to answer one step before it is killed and "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from doom_a3c.affinity import pin_to_free_core
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
@@ -111,6 +112,8 @@ def worker_main(rank: int, cfg: TrainConfig, spec: EnvSpec, shared: SharedHandle
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One thread per worker: several workers each using every core fight over them (DESIGN.md).
     torch.set_num_threads(1)
+    if cfg.cpu_affinity:
+        pin_to_free_core(rank)
     worker = None
     try:
         worker = Worker(rank, cfg, spec, shared)

@@ -44,7 +44,7 @@ def test_parameter_server_applies_exactly_the_gradients_it_is_sent():
     from doom_a3c.model import ActorCritic
     from doom_a3c.worker import scheduled_lr
 
-    ray.init(num_cpus=1, include_dashboard=False, object_store_memory=80 * 1024**2,
+    ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=80 * 1024**2,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         cfg = TrainConfig(lr=1e-3, adam_eps=1e-5, lr_decay=True, max_frames=1000)

@@ -106,3 +106,56 @@ def test_update_steps_the_shared_model_and_reports(basic_spec):
     assert shared.optimizer.steps == 1
     assert all(not torch.equal(a, b) for a, b in zip(before, shared.model.parameters()))
     assert stats["losses/grad_norm"] > 0 and set(stats) >= {"losses/policy", "losses/value", "losses/entropy"}
+
+
+def _claim_core(preferred: int, claims_dir, conn) -> None:
+    """A process that claims a core, reports it and its affinity, then holds the claim until told to end
+    (or killed); it starts a child the way a worker starts its games, to show the child inherits the pin."""
+    import os
+    import subprocess
+    import sys
+
+    from doom_a3c.affinity import pin_to_free_core
+
+    core = pin_to_free_core(preferred, claims_dir)
+    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    conn.send((core, sorted(os.sched_getaffinity(0)), child))
+    conn.recv()
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_workers_claim_cores_of_their_own_and_a_dead_one_lets_its_core_go(tmp_path):
+    import multiprocessing as mp
+    import os
+    import signal
+
+    cores = sorted(os.sched_getaffinity(0))
+    ctx = mp.get_context("spawn")
+
+    def start(preferred: int):
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_claim_core, args=(preferred, tmp_path, child), daemon=True)
+        process.start()
+        return process, parent, parent.recv()
+
+    # Every claimant prefers the first core: each takes the next free one, its games inherit the pin.
+    claimants = [start(0) for _ in cores]
+    taken = [core for _, _, (core, _, _) in claimants]
+    assert sorted(taken) == cores
+    for _, _, (core, affinity, child) in claimants:
+        assert affinity == [core] and child == str([core])
+    # No core left: the next one runs unpinned, on every core.
+    extra, extra_conn, (core, affinity, _) = start(0)
+    assert core is None and affinity == cores
+    extra_conn.send("end")
+    extra.join(10)
+    # A claimant killed with SIGKILL lets its core go (the kernel drops its lock); a newcomer takes it.
+    victim = claimants.pop(len(claimants) // 2)
+    os.kill(victim[0].pid, signal.SIGKILL)
+    victim[0].join(10)
+    newcomer = start(0)
+    assert newcomer[2][0] == victim[2][0]
+    for process, conn, _ in claimants + [newcomer]:
+        conn.send("end")
+        process.join(10)

@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from torch.nn.utils import parameters_to_vector
 
 import doom_a3c
+from doom_a3c.affinity import pin_to_free_core
 from doom_a3c.backends import ClusterError, RestartBudget, WorkersFailing, load_optimizer_state
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EnvSpec
@@ -70,8 +71,10 @@ def _connect(address: str, workers: int) -> None:
                    configure_logging=True)
     if address == "local":
         _start_reaper()
-        # The workers run from this checkout (same machine): no package upload needed.
-        ray.init(num_cpus=max(os.cpu_count() or 1, workers), object_store_memory=OBJECT_STORE_BYTES,
+        # The workers run from this checkout (same machine): no package upload needed. address="local": a new
+        # instance even where RAY_ADDRESS or a stale /tmp/ray/ray_current_cluster (a `ray start` or a test
+        # cluster killed before it cleaned up) names another; without it ray.init tries to join that one.
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers), object_store_memory=OBJECT_STORE_BYTES,
                  runtime_env={"env_vars": {"PYTHONPATH": package_root}},
                  _system_config={"max_direct_call_object_size": DIRECT_CALL_BYTES}, **options)
         return
@@ -180,8 +183,8 @@ class RemoteHandles:
 
     Measured on basic, two cores: letting the next rollout start from older weights while the reply is
     under way (never waiting for the server) ran at 0.87 of the local processes' frame rate instead of
-    about 0.7, but needed 3.7-4.0M frames to the target instead of 1.5M (2.1M locally): the stale
-    gradients cost more than the waiting.
+    about 0.7 (both before workers were pinned to cores, affinity.py), but needed 3.7-4.0M frames to the
+    target instead of 1.5M (2.1M locally): the stale gradients cost more than the waiting.
     """
 
     def __init__(self, server, model_kwargs: dict, weights: torch.Tensor):
@@ -224,6 +227,8 @@ class RayWorker:
 
     def __init__(self, rank: int, cfg: TrainConfig, spec: EnvSpec, model_kwargs: dict, server):
         torch.set_num_threads(1)
+        if cfg.cpu_affinity:
+            pin_to_free_core(rank)  # before the games start: they inherit it
         self.handles = RemoteHandles(server, model_kwargs, ray.get(server.weights.remote()))
         self.worker = Worker(rank, cfg, spec, self.handles)
 
@@ -260,7 +265,14 @@ class RayWorkers:
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             self.server = ParameterServer.options(name="a3c-parameter-server", scheduling_strategy=here).remote(
                 self.model_kwargs, model.state_dict(), optimizer_state, cfg, frames)
-            self._call_server("where")
+            try:
+                self._call_server("where")
+            except WorkersFailing as err:  # nothing trained yet: a cluster that cannot run the server
+                cause = err.__cause__
+                why = f"did not start within {SERVER_TIMEOUT:g} s; is the driver's machine overloaded?" \
+                    if isinstance(cause, GetTimeoutError) else \
+                    f"failed to start ({(str(cause).strip().splitlines() or [type(cause).__name__])[-1].strip()})"
+                raise ClusterError(f"--ray {cfg.ray}: the parameter server {why}") from err
         except BaseException:
             self._disconnect()
             raise
@@ -320,7 +332,7 @@ class RayWorkers:
 
     def _restart(self, rank: int, err: Exception) -> WorkerRestarted:
         self._call_server("where")  # a worker that died because the server did: end the run instead
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        reason = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
         self.budget.log(rank, str(err))
         count = self.budget.spend(rank, reason)
         ray.kill(self.actors[rank], no_restart=True)
