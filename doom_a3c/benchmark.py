@@ -2,10 +2,12 @@
 
 Three phases, one after the other, each with one process per core (``--workers``):
 
-1. raw game: the scenario's ViZDoom game, configured exactly as training configures it, stepped with
-   random actions and nothing else;
-2. the same through ``DoomEnv``, so with our observation preprocessing (crop, resize, grayscale);
-3. training: the real ``Trainer`` with ``train_doom.py``'s defaults, frames counted over a fixed span
+1. raw game: the scenario's ViZDoom game, configured exactly as training configures it (for a gymnasium
+   game: ``gym.make`` alone; Atari with the emulator's own frame skip), stepped with random actions and
+   nothing else;
+2. the same through the environment training uses (``DoomEnv``: crop, resize, grayscale; Atari:
+   gymnasium's AtariPreprocessing and frame stacking);
+3. training: the real ``Trainer`` with the scenario's or game's defaults, frames counted over a fixed span
    after a warm-up, and the peak resident memory of all its processes;
 4. with ``--ray ADDRESS``: the same training with the workers as Ray actors around a parameter server,
    and its speed as a fraction of phase 3's (memory: every process of the run, Ray's and the games' too).
@@ -29,33 +31,50 @@ import time
 import torch.multiprocessing as mp
 
 
-def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int, barrier, results) -> None:
-    """One process: step the game with random actions; report frames over ``seconds`` after ``warmup``."""
-    from doom_a3c.envs.doom import DoomEnv, build_game
+def _stepper(spec, preprocess: bool, seed: int):
+    """(step, close): ``step()`` takes one random action in the game, starting a new episode where one
+    ends. Raw: the bare game (ViZDoom configured as training configures it, or ``gym.make`` with the
+    emulator's own frame skip for Atari); preprocessed: the environment training uses."""
+    from doom_a3c.envs import make_env
+    from doom_a3c.envs.doom import build_game
+    from doom_a3c.envs.gym_envs import GymSpec, register_gym_envs
 
-    rng = random.Random(seed)
-    env = game = None
-    if preprocess:
-        env = DoomEnv(spec, seed=seed)
-        env.reset()
-        num_actions = spec.num_actions
-
-        def step() -> None:
-            _, _, terminated, truncated, _ = env.step(rng.randrange(num_actions))
-            if terminated or truncated:
-                env.reset()
-    else:
+    if not preprocess and not isinstance(spec, GymSpec):
+        rng = random.Random(seed)
         game = build_game(spec, seed=seed)
         actions = [[float(x) for x in a] for a in spec.actions]
         skip = spec.frame_skip
 
-        def step() -> None:
+        def step_game() -> None:
             game.make_action(actions[rng.randrange(len(actions))], skip)
             if game.is_episode_finished():
                 game.new_episode()
             else:
                 game.get_state()  # what training reads every step: the screen buffer
 
+        return step_game, game.close
+    if preprocess:
+        env = make_env(spec, seed=seed)
+    else:
+        import gymnasium as gym
+
+        register_gym_envs()
+        kwargs = dict(spec.env_kwargs, **({"frameskip": spec.frame_skip} if spec.atari else {}))
+        env = gym.make(spec.env_id, **kwargs)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+
+    def step_env() -> None:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+
+    return step_env, env.close
+
+
+def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int, barrier, results) -> None:
+    """One process: step the game with random actions; report frames over ``seconds`` after ``warmup``."""
+    step, close = _stepper(spec, preprocess, seed)
     barrier.wait(timeout=120)  # every process measures over the same stretch of time
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
@@ -70,7 +89,7 @@ def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int,
         if now >= end:
             break
     results.put(steps * spec.frame_skip / (now - start))
-    (env or game).close()
+    close()
 
 
 def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> float:
@@ -150,9 +169,9 @@ def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str
 
 def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "") -> dict:
     """All three phases (four with ``ray``); returns the figures as a dict."""
-    from doom_a3c.envs import load_scenario
+    from doom_a3c.envs import load_env_spec
 
-    spec = load_scenario(scenario)
+    spec = load_env_spec(scenario)
     raw = measure_game(spec, workers, seconds, warmup, preprocess=False)
     preprocessed = measure_game(spec, workers, seconds, warmup, preprocess=True)
     training = measure_training(spec, workers, seconds, warmup)
@@ -163,8 +182,8 @@ def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "
         "cpu_count": os.cpu_count(),
         "seconds": seconds,
         "frame_skip": spec.frame_skip,
-        "resolution": spec.resolution,
-        "observation": list(spec.obs_shape),
+        "resolution": getattr(spec, "resolution", None),
+        "observation": list(_observation_shape(spec)),
         "raw_fps": raw,
         "preprocessed_fps": preprocessed,
         "training_fps": training["fps"],
@@ -179,17 +198,31 @@ def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "
     }
 
 
+def _observation_shape(spec) -> tuple[int, ...]:
+    """What the network sees: a scenario says it; a gymnasium game's wrappers decide it."""
+    if hasattr(spec, "obs_shape"):
+        return tuple(spec.obs_shape)
+    from doom_a3c.envs import make_env
+
+    env = make_env(spec)
+    try:
+        return tuple(env.observation_space.shape)
+    finally:
+        env.close()
+
+
 def format_table(r: dict) -> str:
     """The figures as a Markdown table with a heading line."""
     lines = [
         f"benchmark: {r['scenario']}, {r['workers']} processes on {r['cpu_count']} cores, {r['seconds']:g} s per "
-        f"phase; frames = env steps x frame skip {r['frame_skip']}; {r['resolution']} -> {tuple(r['observation'])}",
+        f"phase; frames = env steps x frame skip {r['frame_skip']}; "
+        f"{(r['resolution'] + ' -> ') if r.get('resolution') else 'observation '}{tuple(r['observation'])}",
         "",
         "| phase | frames/s | ratio to raw |",
         "|---|---:|---:|",
         f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 |",
         f"| game + observation preprocessing | {r['preprocessed_fps']:,.0f} | {r['preprocessed_ratio']:.2f} |",
-        f"| training (train_doom.py defaults, {r['training_envs_per_worker']} games per worker) | "
+        f"| training (its defaults, {r['training_envs_per_worker']} games per worker) | "
         f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} |",
         "",
         f"peak resident memory of the {r['training_processes']} training processes together: "
@@ -206,7 +239,8 @@ def format_table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``benchmark.py``: print the table (or JSON); exit 2 on bad input."""
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", default="basic", help="scenario name or .toml path [default: basic]")
+    parser.add_argument("--scenario", "--env", dest="scenario", default="basic",
+                        help="ViZDoom scenario, gymnasium id (CartPole-v1, ALE/Pong-v5) or .toml path [default: basic]")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured span of each phase [default: 30]")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds run before each measured span [default: 5]")
     parser.add_argument("--workers", type=int, default=None,

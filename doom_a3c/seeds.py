@@ -1,0 +1,70 @@
+"""One preset over several seeds: the frames and minutes each run needs to its target, and their spread.
+
+The onset of learning moves with the seed (basic: 1.0-2.1M frames on the same preset), so a change to a
+preset is kept only when the median over seeds says so. Runs are sequential, each a full training with
+its own TensorBoard run (``runs/<scenario>/<run name>-seed<N>``); a run that stops at a budget instead of
+its target counts as "more than its frames" (the median is then at least that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+from doom_a3c.config import TrainConfig
+
+SEED_STRIDE = 1000  # worker i of a run plays seed + i: runs' seeds far apart never share a worker's
+
+
+def run_seeds(cfg: TrainConfig, spec, count: int, say=print) -> list[dict]:
+    """``count`` trainings of ``cfg`` with seeds cfg.seed, cfg.seed + 1000, ...; one row per run. Stops
+    early (with the rows so far) when a run is interrupted."""
+    from doom_a3c.trainer import Trainer
+
+    rows = []
+    for k in range(count):
+        seed = cfg.seed + SEED_STRIDE * k
+        run_cfg = dataclasses.replace(cfg, seed=seed, run_name=f"{cfg.run_name or 'seeds'}-seed{seed}")
+        say(f"== seed {seed} ({k + 1} of {count})")
+        result = Trainer(run_cfg, spec).train()
+        rows.append({"seed": seed, "stop": result.stop_reason, "reached": result.stop_reason == "target",
+                     "frames": result.frames, "minutes": result.seconds / 60,
+                     "final_mean": result.final_eval.get("mean", math.nan)})
+        if result.stop_reason in ("interrupted", "workers_failed"):
+            break
+    return rows
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def summarize_seeds(rows: list[dict]) -> dict:
+    """Median and range of frames and minutes to the target; runs that missed it count as infinite."""
+    to_target = [r["frames"] if r["reached"] else math.inf for r in rows]
+    minutes = [r["minutes"] if r["reached"] else math.inf for r in rows]
+    reached = [r for r in rows if r["reached"]]
+    return {"runs": len(rows), "reached": len(reached),
+            "median_frames": _median(to_target), "median_minutes": _median(minutes),
+            "min_frames": min(to_target, default=math.nan), "max_frames": max(to_target, default=math.nan)}
+
+
+def format_seeds(rows: list[dict], scenario: str, target: float) -> str:
+    lines = [f"{scenario}, target {target:g}: {len(rows)} seeds", "",
+             "| seed | ended by | frames | minutes | final evaluation |", "|---:|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['seed']} | {'target' if r['reached'] else r['stop']} | {r['frames'] / 1e6:.2f}M | "
+                     f"{r['minutes']:.1f} | {r['final_mean']:.1f} |")
+    s = summarize_seeds(rows)
+
+    def frames(x: float) -> str:
+        return "not reached" if math.isinf(x) else f"{x / 1e6:.2f}M"
+
+    def minutes(x: float) -> str:
+        return "not reached" if math.isinf(x) else f"{x:.1f}"
+
+    lines += ["", f"target reached by {s['reached']} of {s['runs']}; frames to the target: median "
+                  f"{frames(s['median_frames'])} (fewest {frames(s['min_frames'])}, most {frames(s['max_frames'])}); "
+                  f"minutes: median {minutes(s['median_minutes'])}"]
+    return "\n".join(lines)
