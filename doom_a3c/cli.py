@@ -121,6 +121,12 @@ def play_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=5, help="number of episodes to play")
     parser.add_argument("--render", action="store_true", help="show the game's window at real-time speed")
     parser.add_argument("--gif", default=None, metavar="PATH", help="record the episodes into this GIF")
+    parser.add_argument("--gif-frames", type=int, default=0, metavar="N",
+                        help="record only the first N frames (0: all); explained frames take ~50 kB each in the GIF and "
+                             "~0.1 s each to draw")
+    parser.add_argument("--explain", action="store_true",
+                        help="with --gif: beside the game, the agent's input, where it looks (perturbation saliency "
+                             "for its policy and its value), its action probabilities, its value and reward so far")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--sample", action="store_true", help="sample actions from the policy")
     mode.add_argument("--greedy", action="store_true", help="take the most likely action")
@@ -130,9 +136,14 @@ def play_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         return _fail(parser.prog, f"--episodes must be at least 1, got {args.episodes}")
+    if args.gif_frames < 0:
+        return _fail(parser.prog, f"--gif-frames must be 0 (all) or more, got {args.gif_frames}")
+    if args.explain and (args.gif is None or args.random):
+        return _fail(parser.prog, "--explain draws into the GIF of a trained agent: give --gif PATH (and no --random)")
 
     from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from doom_a3c.envs import DisplayError, ScenarioError, has_display, load_env_spec, make_env
+    from doom_a3c.pretrained import pretrained_path, shipped_names
+    from doom_a3c.envs import DisplayError, ScenarioError, WindowClosed, has_display, load_env_spec, make_env
 
     if args.render and not has_display():
         return _fail(parser.prog, "--render needs a display and none was found; run it under a virtual one "
@@ -143,10 +154,18 @@ def play_main(argv: list[str] | None = None) -> int:
             spec = load_env_spec(args.env or "basic")
         elif args.checkpoint is None:
             spec = load_env_spec(args.env or "basic")
-            path = Path(args.models_dir) / spec.name / "best.pt"
+            path, which = Path(args.models_dir) / spec.name / "best.pt", "your best model"
+            if not path.is_file():
+                if not pretrained_path(spec.name).is_file():
+                    return _fail(parser.prog, f"no model for {spec.name}: {path} does not exist and none is shipped "
+                                              f"(shipped: {', '.join(shipped_names()) or 'none'}); train one with "
+                                              f"`python scripts/train.py --env {spec.name}`")
+                path, which = pretrained_path(spec.name), "the shipped model"
+                if path.is_relative_to(Path.cwd()):  # as the user would type it
+                    path = path.relative_to(Path.cwd())
             payload = load_checkpoint(path)
         else:
-            path = Path(args.checkpoint)
+            path, which = Path(args.checkpoint), "checkpoint"
             payload = load_checkpoint(path)
             spec = load_env_spec(args.env) if args.env else _spec_of_checkpoint(payload["scenario"])
     except ScenarioError as err:
@@ -156,7 +175,7 @@ def play_main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from doom_a3c.evaluation import run_episode, summarize
+    from doom_a3c.evaluation import play_episodes, summarize
     from doom_a3c.recording import write_gif
 
     torch.set_num_threads(1)
@@ -175,28 +194,39 @@ def play_main(argv: list[str] | None = None) -> int:
             env.close()
             return _fail(parser.prog, str(err))
         model.eval()
+        if args.explain and (model.num_actions == 0 or len(model.obs_shape) != 3):
+            env.close()
+            return _fail(parser.prog, f"--explain needs pictures in and discrete actions out; {spec.name}'s model "
+                                      f"takes {model.obs_shape} and has {model.describe_action_space()}")
         trained = payload.get("evaluation", {})
         note = f", evaluated at {trained['mean']:.1f} with {trained.get('mode', 'greedy')} actions" \
-            if "mean" in trained else ""
-        print(f"playing {spec.name} with {path} ({payload['counters'].get('frames', 0):,} frames trained{note}), "
-              f"{'greedy' if greedy else 'sampled'} actions")
+            f"{' over %d episodes' % trained['episodes'] if 'episodes' in trained else ''}" if "mean" in trained else ""
+        print(f"playing {spec.name} with {which} {path} ({payload['counters'].get('frames', 0):,} frames "
+              f"trained{note}), {'greedy' if greedy else 'sampled'} actions")
     else:
         print(f"playing {spec.name} with uniformly random actions (the random-agent baseline)")
-    env.action_space.seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    results, frames = [], []
+
+    explain = None
+    if args.explain:
+        from doom_a3c.explain import Explainer, action_labels, colour_input
+
+        labels = action_labels(spec, env, model.num_actions)
+        explain = lambda: Explainer(labels, getattr(spec, "crop", None), spec.reward_scale,  # noqa: E731
+                                    colour_input(spec))
+
+    def said(episode: int, result) -> None:
+        print(f"episode {episode}: reward {result.reward:.1f} in {result.length} steps")
+
     try:
-        for episode in range(1, args.episodes + 1):
-            result = run_episode(env, model, greedy=greedy, record=args.gif is not None,
-                                 generator=generator)
-            frames.extend(result.frames)
-            results.append(result)
-            print(f"episode {episode}: reward {result.reward:.1f} in {result.length} steps")
-    except KeyboardInterrupt:
-        print("interrupted")
+        results, stopped = play_episodes(env, model, args.episodes, greedy=greedy, seed=args.seed,
+                                         record=args.gif is not None, on_episode=said, explain=explain,
+                                         max_frames=args.gif_frames, stop_on=(KeyboardInterrupt, WindowClosed))
     finally:
         fps = env.steps_per_second
         env.close()
+    if stopped is not None:
+        print(f"{stopped}; stopping" if isinstance(stopped, WindowClosed) else "interrupted")
+    frames = [frame for result in results for frame in result.frames]
     if not results:
         return EXIT_INTERRUPTED
     summary = summarize(results)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from doom_a3c.explain import Explainer, model_forward
 from doom_a3c.model import ActorCritic, acting_mode
 
 
@@ -22,37 +23,78 @@ class EpisodeResult:
 @torch.inference_mode()
 @acting_mode()
 def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: bool = False,
-                generator: torch.Generator | None = None) -> EpisodeResult:
+                generator: torch.Generator | None = None, explainer: Explainer | None = None,
+                max_frames: int = 0) -> EpisodeResult:
     """Play one episode; greedy takes the most likely (or mean) action, otherwise actions are sampled.
-    ``model=None`` plays uniformly random actions from the env's action space: the random baseline."""
+    ``model=None`` plays uniformly random actions from the env's action space: the random baseline.
+    ``record`` keeps the frames (the first ``max_frames`` where that is > 0); with an ``explainer`` (and
+    a model), the explained frame of every step."""
     obs, _ = env.reset()
     state = model.initial_state(1) if model is not None else None
     not_done = torch.zeros(1)
-    frames = [env.last_frame().copy()] if record else []
-    length = 0
+    explaining = record and explainer is not None and model is not None
+    frames = [env.last_frame().copy()] if record and not explaining else []
+    length, earned = 0, 0.0
     while True:
         if model is None:
             action = env.action_space.sample()
         else:
-            params, _, state = model(torch.as_tensor(obs).unsqueeze(0), state, not_done)
+            params, value, next_state = model(torch.as_tensor(obs).unsqueeze(0), state, not_done)
             choice = model.policy.greedy(params) if greedy else model.policy.sample(params, generator=generator)
+            if explaining and (max_frames <= 0 or len(frames) < max_frames):
+                probs = torch.softmax(params[0], dim=-1).numpy()
+                frames.append(explainer.frame(env.last_frame(), obs, model_forward(model, state, not_done), probs,
+                                              float(value[0]), int(choice[0]), earned))
+            state = next_state
             action = model.policy.to_env(choice[0].numpy())
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        earned += float(info.get("raw_reward", reward))
         length += 1
-        if record:
+        if record and not explaining and (max_frames <= 0 or len(frames) < max_frames):
             frames.append(env.last_frame().copy())
         if terminated or truncated:
             return EpisodeResult(float(info["episode"]["r"]), length, frames)
 
 
 def evaluate(env, model: ActorCritic | None, episodes: int, greedy: bool = True, record_first: bool = False,
-             generator: torch.Generator | None = None) -> tuple[list[EpisodeResult], list[np.ndarray]]:
-    """Run ``episodes`` episodes; returns their results and the frames of the first if asked."""
-    results = [run_episode(env, model, greedy, record_first and i == 0, generator) for i in range(episodes)]
+             generator: torch.Generator | None = None,
+             explainer: Explainer | None = None,
+             max_frames: int = 0) -> tuple[list[EpisodeResult], list[np.ndarray]]:
+    """Run ``episodes`` episodes; returns their results and the frames of the first if asked (explained
+    ones with an ``explainer``; the first ``max_frames`` where that is > 0)."""
+    results = [run_episode(env, model, greedy, record_first and i == 0, generator, explainer if i == 0 else None,
+                           max_frames) for i in range(episodes)]
     frames = results[0].frames if results else []
     for r in results:
         r.frames = []
     return results, frames
+
+
+def play_episodes(env, model: ActorCritic | None, episodes: int, greedy: bool = True, seed: int = 0,
+                  record: bool = False, on_episode=None, explain=None, max_frames: int = 0,
+                  stop_on: tuple = ()) -> tuple[list[EpisodeResult], BaseException | None]:
+    """``play.py``'s episodes: the env's action space (random agent) and the sampler seeded with ``seed``,
+    so the same seed plays the same episodes; ``on_episode(i, result)`` after each; ``explain()`` makes
+    a fresh Explainer per episode; ``max_frames`` > 0 stops recording (and explaining) after that many
+    frames in all. An exception of a type in ``stop_on`` (Ctrl-C, a closed window) ends it early:
+    returns the episodes played so far and that exception (None when all were played)."""
+    env.action_space.seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    results: list[EpisodeResult] = []
+    recorded = 0
+    try:
+        for i in range(1, episodes + 1):
+            keep = record and (max_frames <= 0 or recorded < max_frames)
+            explainer = explain() if explain is not None and keep else None
+            result = run_episode(env, model, greedy=greedy, record=keep, generator=generator,
+                                 explainer=explainer, max_frames=max_frames - recorded if max_frames > 0 else 0)
+            recorded += len(result.frames)
+            results.append(result)
+            if on_episode is not None:
+                on_episode(i, result)
+    except stop_on as stopped:
+        return results, stopped
+    return results, None
 
 
 def summarize(results: list[EpisodeResult]) -> dict[str, float]:

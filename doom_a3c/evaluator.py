@@ -13,6 +13,7 @@ import torch
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.evaluation import evaluate, summarize
+from doom_a3c.explain import Explainer, action_labels, colour_input
 from doom_a3c.messages import EnvRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.recording import write_gif
@@ -22,6 +23,7 @@ from doom_a3c.summaries import Summaries
 # long as it took, so evaluations of long episodes (health_gathering: 20 episodes of up to 525 steps) take
 # at most a tenth of the run (charts/eval_seconds logs what each took).
 EVAL_PAUSE = 9.0
+EXPLAINED_FRAMES = 200  # steps of an explained GIF during training (about 23 s of Doom at frame skip 4)
 
 
 class Evaluator:
@@ -46,6 +48,7 @@ class Evaluator:
         self.env = self._make_env()
         self._last = {"eval": time.monotonic(), "gif": time.monotonic()}
         self._seconds = 0.0  # how long the last periodic evaluation took
+        self._drawing = 0.0  # of which, drawing explained frames (--explain-gifs)
         self.last_result = "-"  # the last periodic mean, as the progress line shows it
 
     @property
@@ -63,10 +66,14 @@ class Evaluator:
         played again."""
         if weights is not None:
             self.model.load_state_dict(weights)
+        explainer = self._explainer() if record and weights is not None else None
         for attempt in (1, 2):
             try:
-                return evaluate(self.env, self.model if weights is not None else None, episodes,
-                                greedy=self.mode == "greedy", record_first=record, generator=self.generator)
+                played = evaluate(self.env, self.model if weights is not None else None, episodes,
+                                  greedy=self.mode == "greedy", record_first=record, generator=self.generator,
+                                  explainer=explainer, max_frames=EXPLAINED_FRAMES if explainer else 0)
+                self._drawing = explainer.seconds if explainer else 0.0
+                return played
             except EngineError as err:
                 self.env.close()
                 self.on_env_restart(EnvRestarted(-1, 0, str(err)))
@@ -74,19 +81,30 @@ class Evaluator:
                 if attempt == 2:
                     raise
 
-    def _gif(self, tag: str, frames: list) -> None:
+    def _explainer(self) -> Explainer | None:
+        """With --explain-gifs, for models that take pictures and choose among actions (the GIF then
+        holds the first EXPLAINED_FRAMES steps: each takes ~0.1 s to draw and ~50 kB)."""
+        if not self.cfg.explain_gifs or self.model.num_actions == 0 or len(self.model.obs_shape) != 3:
+            return None
+        labels = action_labels(self.spec, self.env, self.model.num_actions)
+        return Explainer(labels, getattr(self.spec, "crop", None), self.spec.reward_scale, colour_input(self.spec))
+
+    def _gif(self, tag: str, frames: list, step: int) -> None:
+        """The GIF file, and the same GIF in TensorBoard's Images tab beside the curves."""
         path = self.gif_dir / f"{self.run_name}-{tag}.gif"
         try:
             self.gifs.append(str(write_gif(path, frames, fps=self.env.steps_per_second)))
         except OSError as err:
             self.summaries.say(f"could not write {self.gif_dir} ({err.strerror or err}); no GIF this time; "
                                f"training goes on")
+            return
+        self.summaries.gif("eval/final_episode" if tag == "final" else "eval/episode", path, step)
 
-    def evaluate(self, weights: dict, episodes: int, gif_tag: str | None = None) -> dict:
-        """``episodes`` episodes of ``weights``; a GIF of the first if tagged."""
+    def evaluate(self, weights: dict, episodes: int, gif_tag: str | None = None, step: int = 0) -> dict:
+        """``episodes`` episodes of ``weights``; a GIF of the first if tagged (logged at ``step`` frames)."""
         results, frames = self._play(weights, episodes, record=gif_tag is not None)
         if gif_tag is not None and frames:
-            self._gif(gif_tag, frames)
+            self._gif(gif_tag, frames, step)
         return summarize(results)
 
     def random_baseline(self, episodes: int, step: int) -> None:
@@ -106,8 +124,8 @@ class Evaluator:
         not end training. Returns the confirmed summary when the target is reached, else None."""
         cfg, started = self.cfg, time.monotonic()
         gif_due = cfg.gif_interval > 0 and started - self._last["gif"] >= cfg.gif_interval
-        summary = self.evaluate(weights, cfg.eval_episodes, f"{frames:09d}" if gif_due else None)
-        self._seconds = time.monotonic() - started
+        summary = self.evaluate(weights, cfg.eval_episodes, f"{frames:09d}" if gif_due else None, frames)
+        self._seconds = time.monotonic() - started - self._drawing  # explained frames do not lengthen the pause
         self.summaries.scalar("charts/eval_seconds", self._seconds, frames)
         if gif_due:
             self._last["gif"] = started
@@ -120,7 +138,7 @@ class Evaluator:
             results, gif_frames = self._play(weights, cfg.final_eval_episodes, record=True)
             summary = summarize(results)
             if summary["mean"] >= self.target:
-                self._gif("final", gif_frames)
+                self._gif("final", gif_frames, frames)
             self.summaries.scalar("eval/confirm_mean_reward", summary["mean"], frames)
             self.last_result = f"{summary['mean']:.1f}"
         self.keep_if_best(summary, weights)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
@@ -68,6 +69,19 @@ class Summaries:
 
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
+
+    def gif(self, tag: str, path: Path, step: int) -> None:
+        """An animated GIF in TensorBoard's Images tab (it plays there): the file's own bytes as an encoded
+        image, which is what ``add_video`` writes too, without needing moviepy to encode it again. (The
+        writer has no public call for a ready-made summary: add_video itself goes through the same file
+        writer.) Every GIF adds its size to the event file: ~50 kB a plain basic episode, a few MB an
+        explained one."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        data = Path(path).read_bytes()
+        height, width = iio.improps(data, extension=".gif").shape[-3:-1]
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=data)
+        self.writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def record(self, message, frames: int) -> None:
         """An episode's returns go to the charts at once; an update's statistics are averaged per window."""

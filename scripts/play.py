@@ -9,4 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from doom_a3c.cli import play_main  # noqa: E402
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `play.py | head` ends quietly, as other tools do
     sys.exit(play_main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -28,8 +29,9 @@ def trained(request, tmp_path_factory):
     """One short real training run shared by the tests below: basic, a few thousand frames; once with the
     workers as local processes, once as Ray actors around a parameter server (``--ray``): the same
     supervisor must leave the same outputs."""
-    backend = ["--ray"] if request.param == "ray" else []
-    if backend:
+    # The local run also draws its GIFs explained (--explain-gifs); the Ray run draws plain ones.
+    backend = ["--ray"] if request.param == "ray" else ["--explain-gifs"]
+    if request.param == "ray":
         pytest.importorskip("ray")
     where = tmp_path_factory.mktemp(f"train-{request.param}")
     result = run_script("train_doom.py", "--scenario", "basic", "--max-frames", "6000", "--run-name", "e2e",
@@ -58,12 +60,21 @@ def test_training_prints_progress_and_a_final_evaluation(trained):
     assert "final evaluation:" in result.stdout and "over 3 episodes" in result.stdout
 
 
-def test_training_writes_a_gif_with_many_frames(trained):
-    where, _ = trained
+def test_training_writes_a_gif_with_many_frames_and_shows_it_in_tensorboard(trained):
+    where, result = trained
+    explained = "--explain-gifs" in result.args
     gifs = sorted((where / "frames" / "basic").glob("*.gif"))
     assert gifs
     frames = iio.imread(gifs[-1], index=None)
-    assert frames.shape[0] > 1 and frames.shape[1:3] == (120, 160)
+    # Plain: the game at its training resolution. Explained: the game 3x (360 high), a panel beside it.
+    assert frames.shape[0] > 1 and frames.shape[1:3] == ((360, 480 + 300) if explained else (120, 160))
+    # The same GIF in TensorBoard's Images tab (an animated image: it plays there), at the run's last step.
+    events = EventAccumulator(str(where / "runs" / "basic" / "e2e"), size_guidance={"images": 0})
+    events.Reload()
+    assert "eval/final_episode" in events.Tags()["images"]
+    logged = events.Images("eval/final_episode")[-1]
+    assert logged.encoded_image_string == gifs[-1].read_bytes()
+    assert iio.imread(logged.encoded_image_string, index=None, extension=".gif").shape == frames.shape
 
 
 def test_training_writes_checkpoints_that_play_loads(trained, tmp_path):
@@ -120,11 +131,23 @@ def _checkpoint_for(tmp_path, name="ck.pt"):
     return path
 
 
-def test_play_missing_checkpoint(tmp_path):
-    result = run_script("play.py", "--scenario", "basic")
+def test_play_without_a_model_of_its_own_or_a_shipped_one_says_how_to_train_one(tmp_path):
+    result = run_script("play.py", "--scenario", "deadly_corridor", cwd=tmp_path)
     assert result.returncode == 2
     _no_traceback(result)
-    assert "checkpoint not found: models/basic/best.pt" in result.stderr
+    assert "no model for deadly_corridor: models/deadly_corridor/best.pt does not exist and none is shipped" \
+        in result.stderr and "basic" in result.stderr and "train.py --env deadly_corridor" in result.stderr
+
+
+def test_play_before_any_training_plays_the_shipped_model_and_says_so_first(tmp_path):
+    """A fresh clone: no models/basic/best.pt, so play.py plays models/pretrained/basic.pt, names it on
+    its first line, and scores what the shipped model was measured at (its README's figure)."""
+    result = run_script("play.py", "--episodes", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("playing basic with the shipped model ") and "models/pretrained/basic.pt" in first
+    rewards = [float(x) for x in re.findall(r"episode \d+: reward (-?[\d.]+)", result.stdout)]
+    assert len(rewards) == 3 and min(rewards) > 0  # the random agent averages about -200
 
 
 def test_play_corrupt_checkpoint(tmp_path):
@@ -171,7 +194,7 @@ def test_a_sampled_evaluation_scenario_says_so_and_logs_its_shaped_reward(tmp_pa
     assert load_checkpoint(tmp_path / "models" / "health_gathering" / "best.pt")["evaluation"]["mode"] == "sampled"
     played = run_script("play.py", "--scenario", "health_gathering", "--episodes", "1", cwd=tmp_path)
     assert played.returncode == 0, played.stderr
-    assert "with sampled actions), sampled actions" in played.stdout
+    assert re.search(r"with sampled actions( over \d+ episodes)?\), sampled actions", played.stdout), played.stdout
     greedy = run_script("play.py", "--scenario", "health_gathering", "--episodes", "1", "--greedy", cwd=tmp_path)
     assert greedy.returncode == 0 and ", greedy actions" in greedy.stdout
 
@@ -227,3 +250,35 @@ def test_benchmark_runs_a_scenario_that_decays_its_learning_rate():
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures["training_ratio"] > 0 and figures["preprocessed_ratio"] > 0
+
+
+def test_benchmark_measures_a_gymnasium_game_like_a_scenario():
+    """--env: the bare game, the wrapped environment and training with the game's own defaults, in one run."""
+    result = run_script("benchmark.py", "--env", "CartPole-v1", "--seconds", "2", "--warmup", "0.5", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    assert figures["scenario"] == "CartPole-v1" and figures["observation"] == [4]
+    assert figures["raw_fps"] > figures["training_fps"] > 0 and figures["preprocessed_ratio"] > 0
+
+
+def test_seeds_runs_one_preset_over_seeds_and_gives_the_median_frames_to_target(tmp_path):
+    """Two CartPole runs against a target the random agent (about 22) already reaches at the first
+    evaluation: both reach it, each under its own run name, and the summary counts them."""
+    result = run_script("seeds.py", "--env", "CartPole-v1", "--seeds", "2", "--target-reward", "15",
+                        "--max-frames", "40000", "--eval-interval", "1", "--workers", "1", "--eval-episodes", "3",
+                        "--final-eval-episodes", "5", "--baseline-episodes", "0", "--run-name", "sd", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| 1 | target |" in result.stdout and "| 1001 | target |" in result.stdout
+    assert "target reached by 2 of 2; frames to the target: median" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "runs" / "CartPole-v1").iterdir()) == ["sd-seed1", "sd-seed1001"]
+
+
+def test_seed_summary_counts_a_missed_target_as_more_than_any_frames():
+    from doom_a3c.seeds import summarize_seeds
+
+    rows = [{"reached": True, "frames": 500_000, "minutes": 1.0},
+            {"reached": False, "frames": 2_000_000, "minutes": 4.0},
+            {"reached": True, "frames": 900_000, "minutes": 2.0}]
+    summary = summarize_seeds(rows)
+    assert summary["median_frames"] == 900_000 and summary["max_frames"] == float("inf")
+    assert summary["reached"] == 2 and summary["median_minutes"] == 2.0

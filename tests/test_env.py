@@ -120,3 +120,112 @@ def test_same_seed_same_episode(basic_spec):
 
     a, b = first_frames(7), first_frames(7)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# -- the window --render shows: a twin game at 640x480 --------------------------------------------------------
+TRACKED = ("POSITION_X", "POSITION_Y", "ANGLE", "HEALTH", "KILLCOUNT", "AMMO2", "ITEMCOUNT")
+
+
+def _play_in_step(spec, seed: int, steps: int, window_visible: bool):
+    """Play one action sequence in an env with the window's twin and in one without; returns per step the
+    two observations and the agent's and the twin's game variables."""
+    import vizdoom
+
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(spec.num_actions, size=steps)
+    plain, shown = DoomEnv(spec, seed=seed), DoomEnv(spec, seed=seed, render_mode="human",
+                                                     window_visible=window_visible)
+    variables = [getattr(vizdoom.GameVariable, v) for v in TRACKED]
+    log = []
+    try:
+        obs_plain, _ = plain.reset(seed=seed)
+        obs_shown, _ = shown.reset(seed=seed)
+        log.append((obs_plain, obs_shown, None, None))
+        for action in actions:
+            obs_plain, r1, end1, cut1, _ = plain.step(int(action))
+            obs_shown, r2, end2, cut2, _ = shown.step(int(action))
+            assert (r1, end1, cut1) == (r2, end2, cut2)
+            twin_alive = not shown.window.game.is_episode_finished()
+            agent_alive = not shown.game.is_episode_finished()
+            assert twin_alive == agent_alive
+            if not agent_alive:
+                break
+            log.append((obs_plain, obs_shown, [shown.game.get_game_variable(v) for v in variables],
+                        [shown.window.game.get_game_variable(v) for v in variables]))
+        window_shape = shown.window.screen().shape if shown.window.screen() is not None else None
+    finally:
+        plain.close()
+        shown.close()
+    return log, window_shape
+
+
+@pytest.mark.parametrize("name", ["basic", "defend_the_center", "health_gathering", "my_way_home",
+                                  "deadly_corridor", "defend_the_line", "take_cover",
+                                  "health_gathering_supreme"])
+def test_the_window_twin_plays_the_agents_game_and_leaves_its_observations_bit_identical(name):
+    """The agent's observations with the window are exactly those without it, and the twin (stepped one
+    tic at a time, tapped buttons included) stays in the same game state, step after step."""
+    spec = load_scenario(name)
+    log, _ = _play_in_step(spec, seed=7, steps=120, window_visible=False)
+    assert len(log) > 10
+    for step, (obs_plain, obs_shown, agent, twin) in enumerate(log):
+        assert np.array_equal(obs_plain, obs_shown), f"observation differs at step {step}"
+        assert agent == twin, f"the twin left the agent's game at step {step}: {agent} != {twin}"
+
+
+@pytest.fixture
+def virtual_display(monkeypatch):
+    """A real X server in memory (Xvfb), where it is installed: the window then really opens."""
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    display = ":97"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    monkeypatch.setenv("DISPLAY", display)
+    yield display
+    server.terminate()
+    server.wait(10)
+
+
+def test_the_window_opens_at_640x480_and_the_agent_still_sees_its_own_pixels(virtual_display):
+    log, window_shape = _play_in_step(load_scenario("basic"), seed=3, steps=40, window_visible=True)
+    assert window_shape == (480, 640, 3)
+    for step, (obs_plain, obs_shown, agent, twin) in enumerate(log):
+        assert np.array_equal(obs_plain, obs_shown), f"observation differs at step {step}"
+        assert agent == twin
+
+
+def test_a_dead_window_twin_is_window_closed_and_the_agents_game_plays_on():
+    """The twin's engine killed (as when the user closes the window): the next step says WindowClosed,
+    the agent's own game is untouched and goes on, and closing leaves no engine behind."""
+    import os
+    import signal
+
+    from doom_a3c.envs import WindowClosed
+
+    spec = load_scenario("defend_the_center")
+    env = DoomEnv(spec, seed=5, render_mode="human", window_visible=False)
+    try:
+        env.reset(seed=5)
+        env.step(0)
+        twin_pid, agent_pid = env.window._timer.pid, env.engine_pid
+        os.kill(twin_pid, signal.SIGKILL)
+        with pytest.raises(WindowClosed):
+            for _ in range(5):
+                env.step(0)
+        assert env.window is None
+        obs, *_ = env.step(1)  # the agent's game still answers
+        assert obs.shape == spec.obs_shape
+    finally:
+        env.close()
+    for pid in (twin_pid, agent_pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"

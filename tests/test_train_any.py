@@ -48,7 +48,7 @@ def test_play_py_plays_the_checkpoint_and_records_a_gif(cartpole):
     where, _ = cartpole
     result = run_script("play.py", "--env", "CartPole-v1", "--episodes", "2", "--gif", "out.gif", cwd=where)
     assert result.returncode == 0, result.stderr
-    assert "playing CartPole-v1 with models/CartPole-v1/best.pt" in result.stdout
+    assert "playing CartPole-v1 with your best model models/CartPole-v1/best.pt" in result.stdout
     assert "mean reward over 2 episodes" in result.stdout
     frames = iio.imread(where / "out.gif", index=None)
     assert frames.shape[0] > 2 and frames.shape[3] == 3

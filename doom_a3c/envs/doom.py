@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 import cv2
@@ -50,17 +51,22 @@ def preprocess_frame(frame: np.ndarray, spec: ScenarioSpec) -> np.ndarray:
     return np.ascontiguousarray(resized.transpose(2, 0, 1))
 
 
-def configure_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
-    """A ViZDoom game configured for ``spec``, not started yet: the one place its engine settings are made."""
+WINDOW_RESOLUTION = "RES_640X480"  # the game window --render shows (the agent's own game stays hidden)
+
+
+def configure_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False,
+                   resolution: str | None = None) -> vizdoom.DoomGame:
+    """A ViZDoom game configured for ``spec``, not started yet: the one place its engine settings are made.
+    Always the synchronous player mode: a game advances exactly the tics it is told to, so two games with
+    one seed and one sequence of actions play the same episode (the window's twin relies on it)."""
     game = vizdoom.DoomGame()
     game.load_config(spec.config)
     game.set_available_buttons([getattr(vizdoom.Button, b) for b in spec.buttons])
-    game.set_screen_resolution(getattr(vizdoom.ScreenResolution, spec.resolution))
+    game.set_screen_resolution(getattr(vizdoom.ScreenResolution, resolution or spec.resolution))
     # Colour is kept for GIFs and for the window; grayscale conversion happens in preprocess_frame.
     game.set_screen_format(vizdoom.ScreenFormat.RGB24)
     game.set_window_visible(visible)
-    # In the window, the game runs at its real 35 tics/s; headless, as fast as it can.
-    game.set_mode(vizdoom.Mode.ASYNC_PLAYER if visible else vizdoom.Mode.PLAYER)
+    game.set_mode(vizdoom.Mode.PLAYER)
     if spec.timeout:
         game.set_episode_timeout(spec.timeout)
     if seed is not None:
@@ -71,11 +77,81 @@ def configure_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = 
     return game
 
 
-def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False) -> vizdoom.DoomGame:
+def build_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = False,
+               resolution: str | None = None) -> vizdoom.DoomGame:
     """A started ViZDoom game configured for ``spec``."""
-    game = configure_game(spec, seed, visible)
+    game = configure_game(spec, seed, visible, resolution)
     start_engine(game)
     return game
+
+
+class WindowClosed(RuntimeError):
+    """The game window's twin ended (the window was closed, its engine died or hung): the agent's own game
+    is fine, but there is nothing left to watch."""
+
+
+class GameWindow:
+    """What ``render_mode="human"`` shows: a twin of the agent's game at a watchable size.
+
+    The agent keeps playing its own hidden game at the training resolution, so it sees exactly the
+    pixels it was trained on (a larger game shrunk to that size would not give the same ones). The twin
+    gets the same seed, the same episodes and the same actions, one tic at a time at Doom's real 35 tics
+    a second, so it plays the same game, drawn at ``resolution`` in a window. ViZDoom's own suggestion
+    for this (ViZDoom issue #203); tests/test_env.py checks the two games stay in step. Its engine is
+    guarded like the agent's (killed when a call hangs, killed before closing); any failure of the twin
+    raises WindowClosed.
+    """
+
+    def __init__(self, spec: ScenarioSpec, seed: int | None, resolution: str = WINDOW_RESOLUTION,
+                 visible: bool = True, realtime: bool = True, engine_timeout: float = 10.0):
+        self.game = configure_game(spec, seed, visible=visible, resolution=resolution)
+        self._timer = CallTimer(engine_timeout)
+        self._timer.pid = start_engine(self.game)
+        self.realtime = realtime
+        self._next_tic = 0.0
+
+    def _call(self, method: str, *args):
+        self._timer.start()
+        try:
+            return getattr(self.game, method)(*args)
+        except ENGINE_FAILURES as err:
+            self.close(engine_alive=False)
+            raise WindowClosed(f"the game window closed ({type(err).__name__})") from err
+        finally:
+            self._timer.stop()
+
+    def new_episode(self, seed: int | None) -> None:
+        if seed is not None:
+            self.game.set_seed(int(seed) % (2**31))
+        self._call("new_episode")
+        self._next_tic = time.monotonic()
+
+    def act(self, buttons: list[float], tics: int) -> None:
+        """The agent's ``make_action(buttons, tics)``, played one tic at a time, each shown."""
+        for _ in range(tics):
+            if self._call("is_episode_finished"):
+                return
+            if self.realtime:
+                self._next_tic = max(self._next_tic + 1 / 35, time.monotonic() - 0.1)
+                time.sleep(max(0.0, self._next_tic - time.monotonic()))
+            self._call("make_action", buttons, 1)
+
+    def screen(self) -> np.ndarray | None:
+        """The twin's current frame (HxWx3), None once its episode has ended."""
+        state = self.game.get_state()
+        return None if state is None else state.screen_buffer
+
+    def close(self, engine_alive: bool = True) -> None:
+        """Kill the engine first, then close (see DoomEnv.close)."""
+        if self.game is None:
+            return
+        if engine_alive and not self._timer.expired:
+            kill_engine(self._timer.pid)
+        try:
+            self.game.close()
+        except ENGINE_FAILURES:
+            pass
+        self.game = None
 
 
 class DoomEnv(gym.Env):
@@ -92,10 +168,10 @@ class DoomEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 35}
 
     def __init__(self, spec: ScenarioSpec, render_mode: str | None = None, seed: int | None = None,
-                 engine_timeout: float = 10.0):
+                 engine_timeout: float = 10.0, window_visible: bool = True):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
-        if render_mode == "human" and not has_display():
+        if render_mode == "human" and window_visible and not has_display():
             raise DisplayError("no display to show the game window on")
         self.scenario = spec
         self.render_mode = render_mode
@@ -119,16 +195,18 @@ class DoomEnv(gym.Env):
         self._variables = [0.0] * len(self._shaping)
         self._shaped_return = 0.0
 
-        self.game = configure_game(spec, seed=seed, visible=render_mode == "human")
+        self.game = configure_game(spec, seed=seed)
         self._timer = CallTimer(engine_timeout)
         self._failed = False
-        try:
-            self._timer.pid = start_engine(self.game)
-        except Exception as err:  # vizdoom raises its own exception types
-            self.game = None
-            if render_mode == "human":
+        self.window: GameWindow | None = None
+        self._timer.pid = start_engine(self.game)
+        if render_mode == "human":
+            try:
+                self.window = GameWindow(spec, seed, visible=window_visible, realtime=window_visible,
+                                         engine_timeout=engine_timeout)
+            except Exception as err:  # vizdoom raises its own exception types
+                self.close()
                 raise DisplayError(f"could not open the game window ({err})") from err
-            raise
         self._obs = np.zeros(spec.obs_shape, dtype=np.uint8)
         self._frame = np.zeros((1, 1, 3), dtype=np.uint8)
         self._steps = 0
@@ -149,6 +227,12 @@ class DoomEnv(gym.Env):
             if seed is not None:
                 self.game.set_seed(int(seed) % (2**31))
             self.game.new_episode()
+            if self.window is not None:
+                try:
+                    self.window.new_episode(seed)
+                except WindowClosed:
+                    self.window = None
+                    raise
             obs = self._observe()
             self._variables = [self.game.get_game_variable(v) for v, _, _ in self._shaping]
         except ENGINE_FAILURES as err:
@@ -165,13 +249,15 @@ class DoomEnv(gym.Env):
         game, timer = self.game, self._timer
         timer.start()
         try:
-            rest = self._after_tap[int(action)]
+            buttons, rest = self._actions[int(action)], self._after_tap[int(action)]
             if rest is None:
-                raw = game.make_action(self._actions[int(action)], self.frame_skip)
+                raw = game.make_action(buttons, self.frame_skip)
             else:  # tap: pressed for one tic, released for the others
-                raw = game.make_action(self._actions[int(action)], 1)
+                raw = game.make_action(buttons, 1)
                 if not game.is_episode_finished():
                     raw += game.make_action(rest, self.frame_skip - 1)
+            if self.window is not None:
+                self._show(buttons, rest)
             finished = game.is_episode_finished()
             truncated = finished and game.is_episode_timeout_reached()
             obs = self._observe()
@@ -192,6 +278,16 @@ class DoomEnv(gym.Env):
             if self._shaping:
                 info["episode"]["shaped"] = self._shaped_return
         return obs, shaped * self.reward_scale, terminated, truncated, info
+
+    def _show(self, buttons: list[float], rest: list[float] | None) -> None:
+        """The step just taken, in the window's twin; a twin that fails is dropped (WindowClosed)."""
+        try:
+            self.window.act(buttons, self.frame_skip if rest is None else 1)
+            if rest is not None:
+                self.window.act(rest, self.frame_skip - 1)
+        except WindowClosed:
+            self.window = None
+            raise
 
     def _shaping_bonus(self) -> float:
         """The shaping terms for the step just taken, from the change of each declared game variable
@@ -229,6 +325,9 @@ class DoomEnv(gym.Env):
         """Shut the engine down. The engine is killed first: ViZDoom's own close waits for an answer while
         holding the GIL, so a wedged engine would hang this process for good (a killed one closes cleanly,
         its shared memory and message queues removed)."""
+        if getattr(self, "window", None) is not None:
+            self.window.close()
+            self.window = None
         if getattr(self, "game", None) is None:
             return
         if not self._failed:  # alive and still our unreaped child, so the pid is its own

@@ -1,0 +1,98 @@
+"""Models shipped with the project (``models/pretrained/``): one small weights-only checkpoint per scenario
+or game whose preset reached its target, so ``play.py`` has an agent to show before any training.
+
+``scripts/ship_models.py`` makes them from ``models/<name>/best.pt``: it keeps the weights and what
+rebuilds the model (no optimizer state), measures the score the way ``play.py`` does (100 episodes,
+seed 0, the scenario's evaluation mode, so ``play.py --episodes 100`` prints the same mean), ships the
+model only where that score reaches the target, and rewrites the folder's README table.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from doom_a3c.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "models" / "pretrained"
+MAX_BYTES = 2 * 1024**2
+EPISODES = 100
+SEED = 0  # play.py's default seed
+
+
+def pretrained_path(name: str, directory: Path = PRETRAINED_DIR) -> Path:
+    """Where the shipped model of scenario or game ``name`` lives (whether or not it exists)."""
+    return directory / f"{name.replace('/', '-')}.pt"
+
+
+def shipped_names(directory: Path = PRETRAINED_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.pt"))
+
+
+def play_score(spec, payload: dict, path: Path, episodes: int = EPISODES, seed: int = SEED) -> dict:
+    """The mean raw reward of ``episodes`` episodes, played exactly as ``play.py --seed SEED`` plays them."""
+    from doom_a3c.envs import make_env
+    from doom_a3c.evaluation import play_episodes, summarize
+
+    env = make_env(spec, seed=seed)
+    try:
+        model = model_from_checkpoint(payload, path, env.observation_space.shape, action_space=env.action_space)
+        model.eval()
+        greedy = spec.eval_mode == "greedy"
+        results, _ = play_episodes(env, model, episodes, greedy=greedy, seed=seed)  # Ctrl-C propagates
+    finally:
+        env.close()
+    return {**summarize(results), "mode": "greedy" if greedy else "sampled", "seed": seed,
+            "target": spec.target_reward}
+
+
+def ship(spec, source: Path, directory: Path = PRETRAINED_DIR, episodes: int = EPISODES) -> tuple[Path | None, str]:
+    """Measure ``source`` (a best.pt) and, where it reaches ``spec``'s target, write its weights-only copy.
+    Returns the shipped path (None where it was not shipped) and a line saying what happened."""
+    target = spec.target_reward
+    if not math.isfinite(target):
+        return None, f"{spec.name}: no target to measure a model against: not shipped"
+    payload = load_checkpoint(source)
+    score = play_score(spec, payload, source, episodes)
+    said = f"{spec.name}: {score['mean']:.2f} ± {score['std']:.2f} over {episodes} {score['mode']} episodes"
+    if score["mean"] < target:
+        return None, f"{said}, short of the target {target:g}: not shipped"
+    model = model_from_checkpoint(payload, source)
+    path = pretrained_path(spec.name, directory)
+    # Written beside, checked, then renamed over the shipped one: an oversized model replaces nothing.
+    candidate = path.with_name(f".{path.name}.candidate")
+    save_checkpoint(candidate, model=model, scenario=payload["scenario"], config=payload["config"],
+                    counters=payload["counters"], evaluation=score)
+    size = candidate.stat().st_size
+    if size > MAX_BYTES:
+        candidate.unlink()
+        return None, f"{said}, but {size / 2**20:.1f} MB is over the {MAX_BYTES / 2**20:.0f} MB a shipped model may take"
+    candidate.replace(path)
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return path, f"{said} (target {target:g}): shipped as {shown} ({size / 2**20:.2f} MB)"
+
+
+def table(directory: Path = PRETRAINED_DIR) -> str:
+    """The README of ``models/pretrained/``: what each shipped model is and the score it was measured at."""
+    lines = ["# Shipped models", "",
+             "Weights-only checkpoints (no optimizer state) that `python scripts/play.py --scenario NAME` plays when",
+             "`models/NAME/best.pt` does not exist. Made by `python scripts/ship_models.py` from `best.pt` files;",
+             "the score is the mean raw reward over the episodes shown, played as `play.py --episodes N` plays",
+             f"them (seed {SEED}, the scenario's evaluation mode); a model is shipped only at its target.", "",
+             "| scenario | input | network | frames trained | score | target | size |", "|---|---|---|---:|---|---:|---:|"]
+    for path in sorted(directory.glob("*.pt")):
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        kwargs, score = payload["model_kwargs"], payload["evaluation"]
+        shape = "x".join(str(x) for x in kwargs["obs_shape"])
+        encoder = "conv" if len(kwargs["obs_shape"]) == 3 else "MLP"
+        core = f"{encoder} + LSTM {kwargs['hidden_size']}" if kwargs.get("lstm", True) else \
+            f"{encoder} {kwargs['hidden_size']}"
+        params = sum(v.numel() for v in payload["model"].values())
+        target = score.get("target", float("nan"))
+        lines.append(f"| {path.stem} | {shape} | {core}, {params:,} parameters | "
+                     f"{payload['counters'].get('frames', 0) / 1e6:.2f}M | {score['mean']:.2f} ± {score['std']:.2f} "
+                     f"({score['mode']}, {score['episodes']} episodes) | {target:g} | "
+                     f"{path.stat().st_size / 2**20:.2f} MB |")
+    return "\n".join(lines) + "\n"

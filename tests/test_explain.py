@@ -1,0 +1,140 @@
+"""Explained GIFs: perturbation saliency against hand-made networks whose answer depends on one known
+region of the picture, the explained frame's parts, and the shipped models."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from doom_a3c.checkpoint import load_checkpoint
+from doom_a3c.envs import load_scenario, make_env
+from doom_a3c.explain import Explainer, action_labels, perturbation_saliency, saliency_on_frame
+from doom_a3c.model import ActorCritic
+
+POLICY_BOX = (slice(8, 16), slice(26, 34))  # rows, columns of a 42x42 input
+VALUE_BOX = (slice(28, 36), slice(6, 14))
+
+
+def _textured(seed: int = 0) -> np.ndarray:
+    """A 1x42x42 picture with detail everywhere, so blurring any patch of it changes that patch."""
+    return np.random.default_rng(seed).integers(0, 256, size=(1, 42, 42)).astype(np.uint8)
+
+
+def _hand_made(batch: torch.Tensor):
+    """A "network" whose policy reads only POLICY_BOX and whose value reads only VALUE_BOX."""
+    x = batch[:, 0] / 255.0
+    policy_patch, value_patch = x[:, POLICY_BOX[0], POLICY_BOX[1]], x[:, VALUE_BOX[0], VALUE_BOX[1]]
+    logits = torch.stack([(policy_patch**2).sum((1, 2)), -policy_patch.sum((1, 2)), torch.zeros(len(x))], 1)
+    value = (value_patch**2).sum((1, 2))
+    return logits, value
+
+
+def _share_near(saliency: np.ndarray, box: tuple[slice, slice], margin: int) -> float:
+    """The fraction of a map's total within ``margin`` pixels of ``box``."""
+    near = np.zeros_like(saliency, dtype=bool)
+    near[max(box[0].start - margin, 0) : box[0].stop + margin, max(box[1].start - margin, 0) : box[1].stop + margin] = True
+    return float(saliency[near].sum() / saliency.sum())
+
+
+def test_saliency_lights_up_only_the_region_each_head_reads():
+    policy, value = perturbation_saliency(_hand_made, _textured())
+    assert policy.shape == value.shape == (42, 42)
+    # Each map lies around the region its head reads (a blurred patch reaches ~3 sigma = 5 pixels out)...
+    assert _share_near(policy, POLICY_BOX, margin=6) > 0.99
+    assert _share_near(value, VALUE_BOX, margin=6) > 0.99
+    # ...peaks inside it, and is nothing far from it.
+    for saliency, box in ((policy, POLICY_BOX), (value, VALUE_BOX)):
+        row, col = np.unravel_index(saliency.argmax(), saliency.shape)
+        assert box[0].start - 1 <= row < box[0].stop + 1 and box[1].start - 1 <= col < box[1].stop + 1
+    assert policy[VALUE_BOX].max() < 1e-6 * policy.max() and value[POLICY_BOX].max() < 1e-6 * value.max()
+
+
+def test_a_flat_picture_has_no_saliency_whatever_the_network_reads():
+    """Blurring a flat picture changes nothing: saliency is what a patch's detail does to the output."""
+    policy, value = perturbation_saliency(_hand_made, np.full((1, 42, 42), 90, np.uint8))
+    assert np.abs(policy).max() < 1e-9 and np.abs(value).max() < 1e-9
+
+
+def test_saliency_lands_on_the_part_of_the_frame_the_input_was_cut_from():
+    saliency = np.zeros((42, 42), np.float32)
+    saliency[0:2, 0:2] = 1.0  # the input's top-left corner
+    placed = saliency_on_frame(saliency, (120, 160), crop=(20, 20, 0, 0))
+    assert placed.shape == (120, 160)
+    assert placed[:20].max() == 0 and placed[100:].max() == 0  # the cropped sky and floor get nothing
+    row, col = np.unravel_index(placed.argmax(), placed.shape)
+    assert 20 <= row < 26 and col < 8
+
+
+def test_an_explained_frame_of_the_real_game_and_model_renders_fast():
+    spec = load_scenario("basic")
+    env = make_env(spec, seed=1, render_mode="rgb_array")
+    torch.manual_seed(0)
+    model = ActorCritic(spec.obs_shape, spec.num_actions, 128)
+    labels = action_labels(spec, env, spec.num_actions)
+    assert labels == ["LEFT", "RIGHT", "ATTACK"]
+    explainer = Explainer(labels, spec.crop, spec.reward_scale)
+    try:
+        obs, _ = env.reset(seed=1)
+        state, not_done = model.initial_state(1), torch.zeros(1)
+        started = time.perf_counter()
+        frames = []
+        steps = 9  # one second of a 35-tic/s game at frame skip 4
+        for _ in range(steps):
+            with torch.no_grad():
+                params, value, next_state = model(torch.as_tensor(obs)[None], state, not_done)
+
+                def forward(batch, state=state):
+                    n = len(batch)
+                    logits, values, _ = model(batch, tuple(s.expand(n, -1) for s in state), not_done.expand(n))
+                    return logits, values
+
+                probs = torch.softmax(params[0], -1).numpy()
+                frames.append(explainer.frame(env.last_frame(), obs, forward, probs, float(value[0]), 0, 0.0))
+            state = next_state
+            obs, *_ = env.step(0)
+        seconds = time.perf_counter() - started
+    finally:
+        env.close()
+    assert all(f.shape == (360, 780, 3) and f.dtype == np.uint8 for f in frames)
+    assert seconds < 5.0, f"{steps} explained frames took {seconds:.1f} s"
+    # The game panel is the frame at 3x; the agent's input is drawn scaled up beside it.
+    assert frames[-1][:, :480].std() > 10 and frames[-1][30:150, 490:].std() > 10
+
+
+def test_the_shipped_basic_model_is_small_weights_only_and_plays_as_its_readme_says():
+    from doom_a3c.pretrained import MAX_BYTES, pretrained_path
+
+    path = pretrained_path("basic")
+    assert path.is_file() and path.stat().st_size < MAX_BYTES
+    payload = load_checkpoint(path)  # weights_only=True
+    assert payload["optimizer"] is None
+    score = payload["evaluation"]
+    assert score["episodes"] == 100 and score["mode"] == "greedy" and score["mean"] >= 75
+    assert f"{score['mean']:.2f}" in (path.parent / "README.md").read_text()
+
+
+def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
+    """A model short of the target is not shipped; the same one, against a target it reaches, is, and its
+    recorded score is what playing it again gives."""
+    from doom_a3c.checkpoint import save_checkpoint
+    from doom_a3c.pretrained import play_score, ship
+
+    spec = load_scenario("basic")
+    torch.manual_seed(0)
+    model = ActorCritic(spec.obs_shape, spec.num_actions, 32)
+    source = save_checkpoint(tmp_path / "basic" / "best.pt", model=model, scenario={"name": "basic"}, config={},
+                             counters={"frames": 1000}, optimizer_state={"state": {}, "param_groups": []})
+    shipped, said = ship(spec, source, directory=tmp_path / "pretrained", episodes=3)
+    assert shipped is None and "short of the target 75: not shipped" in said
+    shipped, said = ship(dataclasses.replace(spec, target_reward=float("inf")), source, tmp_path / "pretrained", 3)
+    assert shipped is None and "no target" in said
+    easy = dataclasses.replace(spec, target_reward=-1000.0)
+    shipped, said = ship(easy, source, directory=tmp_path / "pretrained", episodes=3)
+    assert shipped == tmp_path / "pretrained" / "basic.pt" and "shipped as" in said
+    payload = load_checkpoint(shipped)
+    assert payload["optimizer"] is None and payload["evaluation"]["episodes"] == 3
+    assert play_score(easy, payload, shipped, episodes=3)["mean"] == pytest.approx(payload["evaluation"]["mean"])
