@@ -28,8 +28,11 @@ def run_seeds(cfg: TrainConfig, spec, count: int, say=print) -> list[dict]:
         run_cfg = dataclasses.replace(cfg, seed=seed, run_name=f"{cfg.run_name or 'seeds'}-seed{seed}")
         say(f"== seed {seed} ({k + 1} of {count})")
         result = Trainer(run_cfg, spec).train()
-        rows.append({"seed": seed, "stop": result.stop_reason, "reached": result.stop_reason == "target",
-                     "frames": result.frames, "minutes": result.seconds / 60,
+        reached = result.stop_reason == "target"
+        # To the target: the frames and minutes of the weights that reached it, not the run's last ones.
+        rows.append({"seed": seed, "stop": result.stop_reason, "reached": reached,
+                     "frames": result.target_frames if reached else result.frames,
+                     "minutes": (result.target_seconds if reached else result.seconds) / 60,
                      "final_mean": result.final_eval.get("mean", math.nan)})
         if result.stop_reason in ("interrupted", "workers_failed"):
             break

@@ -44,6 +44,10 @@ class TrainResult:
     stop_reason: str  # "target", "max_frames", "max_minutes", "requested", "interrupted", "workers_failed"
     frames: int
     seconds: float
+    # Where the target was reached: the frames and training seconds of the weights that reached it (the
+    # workers train on while the confirmation plays, so ``frames`` is a little more); None otherwise.
+    target_frames: int | None = None
+    target_seconds: float | None = None
     final_eval: dict = field(default_factory=dict)
     best_eval: float = -math.inf
     run_dir: str = ""
@@ -92,6 +96,7 @@ class Trainer:
         self.seconds_before = 0.0
         self.started = time.monotonic()
         self.failure = ""
+        self.target_reached_at: tuple = (None, None)  # (frames, seconds) of the weights that reached the target
         self._stop_requested = threading.Event()
         self._write_failures: set[str] = set()
 
@@ -232,11 +237,14 @@ class Trainer:
             if now - last["summary"] >= 2.0:
                 fps = self.summaries.window(frames, now, self.counters["env_restarts"])
                 last["summary"] = now
-            if self.evaluator.due(now):
+            recent = self.summaries.recent_rewards
+            if self.evaluator.due(now, sum(recent) / len(recent) if recent else None):
                 weights, _ = self.workers.snapshot()
                 self._sync_counters()
-                self.confirmed = self.evaluator.periodic(weights, frames)
+                at = (self.counters["frames"], self._elapsed())
+                self.confirmed = self.evaluator.periodic(weights, at[0])
                 if self.confirmed is not None:
+                    self.target_reached_at = at
                     return "target"
             if now - last["checkpoint"] >= cfg.checkpoint_interval:
                 self._sync_counters()
@@ -271,7 +279,8 @@ class Trainer:
             # The periodic evaluation that reached the target was confirmed over final_eval_episodes
             # episodes with the same weights, which best.pt holds: that is the final evaluation.
             final = self.confirmed
-            self.say(f"stopped (target {self.target:g} reached) after {human(result.frames)} frames in "
+            self.say(f"stopped (target {self.target:g} reached by the weights of {human(result.target_frames)} "
+                     f"frames, {clock(result.target_seconds)}) after {human(result.frames)} frames in "
                      f"{clock(result.seconds)}")
         else:
             self.say(f"stopped ({stop_reason}) after {human(result.frames)} frames in {clock(result.seconds)}; "
@@ -295,7 +304,9 @@ class Trainer:
 
     def _result(self, stop_reason: str) -> TrainResult:
         evaluator = self.evaluator
-        return TrainResult(stop_reason, self.counters["frames"], self._elapsed(), best_eval=evaluator.best,
+        target_frames, target_seconds = self.target_reached_at if stop_reason == "target" else (None, None)
+        return TrainResult(stop_reason, self.counters["frames"], self._elapsed(), target_frames, target_seconds,
+                           best_eval=evaluator.best,
                            run_dir=str(self.run_dir), checkpoint_dir=str(self.model_dir), gifs=evaluator.gifs)
 
     # -- checkpoints ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
 from doom_a3c.model import ActorCritic, acting_mode
 from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
-from doom_a3c.shared_optim import SharedAdam
+from doom_a3c.shared_optim import AdamUpdate, SharedAdam
 
 GAME_START_TRIES = 3  # a game that cannot be started this many times in a row ends the worker
 
@@ -37,7 +37,7 @@ class SharedHandles:
     """
 
     model: ActorCritic
-    optimizer: SharedAdam
+    optimizer: AdamUpdate  # the shared Adam's state and its step (SharedAdam.for_workers)
     update_lock: Any  # mp.Lock: one optimizer step at a time, so the shared Adam state stays consistent
     frames: Any  # mp.Array('q', workers): frames each worker slot has trained on, written by that worker only
     stop: Any  # mp.Event: set by the supervisor to end training
@@ -64,17 +64,14 @@ class SharedHandles:
     def push(self, params: list[torch.nn.Parameter], cfg: TrainConfig) -> float | None:
         """Step the shared Adam with the gradients of a worker's local parameters, one worker at a time;
         returns the learning rate it used where it decays (None otherwise)."""
-        lr = scheduled_lr(cfg, self.total_frames())
-        if lr is not None:  # each process holds its own copy of the param groups: set it from the shared count
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        lr = scheduled_lr(cfg, self.total_frames())  # None: constant; else from the shared frame count
         with self.update_lock:
             # Hand the fresh local gradients to the shared parameters at every update (the old
             # "set once, then return early" aliasing goes stale when grads are set to None). Without a
             # critic the value head has no gradient: its shared grad is cleared, so Adam skips it.
             for local, shared in zip(params, self.model.parameters()):
                 shared.grad = local.grad
-            self.optimizer.step()
+            self.optimizer.step(self.model.parameters(), lr)
         return lr
 
     def add_frames(self, rank: int, frames: int) -> None:
@@ -99,7 +96,7 @@ def make_shared_handles(model: ActorCritic, cfg: TrainConfig, optimizer: SharedA
     counts = ctx.Array("q", cfg.workers, lock=False)
     for rank, value in enumerate(frames or []):
         counts[rank] = value
-    return SharedHandles(model, optimizer, ctx.Lock(), counts, ctx.Event(),
+    return SharedHandles(model, optimizer.for_workers(), ctx.Lock(), counts, ctx.Event(),
                          [ctx.Queue() for _ in range(cfg.workers)])
 
 
