@@ -239,6 +239,33 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
         assert pause >= 9 * before.value - 0.05, (before.value, pause)
 
 
+def test_evaluations_come_four_times_as_often_halfway_to_the_target(tmp_path):
+    """Far from the target an evaluation waits --eval-interval; once the training mean or the last
+    evaluation is halfway from the random agent's score to the target, a quarter of it."""
+    import io
+
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.envs import load_env_spec
+    from doom_a3c.evaluator import Evaluator
+    from doom_a3c.summaries import Summaries
+
+    cfg = TrainConfig(scenario="CartPole-v1", eval_interval=20.0, models_dir=str(tmp_path))
+    evaluator = Evaluator(cfg, load_env_spec("CartPole-v1"), 475.0, Summaries(io.StringIO()), tmp_path, "t",
+                          save=lambda *a: None, on_env_restart=lambda *a: None)
+    try:
+        start = evaluator._last["eval"]
+        assert not evaluator.due(start + 6, training_mean=400.0)  # no reference yet: the plain interval
+        evaluator.reference = 25.0  # the random agent's mean; halfway to 475 is 250
+        assert not evaluator.due(start + 6, training_mean=200.0) and evaluator.due(start + 21, training_mean=200.0)
+        assert evaluator.due(start + 6, training_mean=260.0)
+        evaluator.last_mean = 300.0
+        assert evaluator.due(start + 6, training_mean=None)
+        evaluator._seconds = 1.0  # the pause rule still holds: 9 s after a 1 s evaluation
+        assert not evaluator.due(start + 6, training_mean=260.0) and evaluator.due(start + 9.5, training_mean=260.0)
+    finally:
+        evaluator.close()
+
+
 def test_benchmark_runs_a_scenario_that_decays_its_learning_rate():
     """The benchmark trains with the scenario's own [train] table: defend_the_center decays its learning
     rate over its max_frames, which the benchmark keeps (it stops the run itself)."""
@@ -270,6 +297,7 @@ def test_seeds_runs_one_preset_over_seeds_and_gives_the_median_frames_to_target(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| 1 | target |" in result.stdout and "| 1001 | target |" in result.stdout
     assert "target reached by 2 of 2; frames to the target: median" in result.stdout
+    assert result.stdout.count("stopped (target 15 reached by the weights of ") == 2
     assert sorted(p.name for p in (tmp_path / "runs" / "CartPole-v1").iterdir()) == ["sd-seed1", "sd-seed1001"]
 
 
