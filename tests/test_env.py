@@ -48,6 +48,18 @@ def test_crop_then_resize_uses_only_the_cropped_region():
     assert not preprocess_frame(frame, spec).any()
 
 
+def test_resize_is_the_scenarios_interpolation():
+    """area averages what each output pixel covers; linear interpolates (cheaper, aliased): a one-pixel
+    grid of lines averages to grey with area and not with linear."""
+    frame = np.zeros((120, 160, 3), dtype=np.uint8)
+    frame[:, ::2] = 255
+    area = preprocess_frame(frame, dataclasses.replace(load_scenario("basic"), resize="area"))
+    linear = preprocess_frame(frame, dataclasses.replace(load_scenario("basic"), resize="linear"))
+    assert area.shape == linear.shape == (1, 42, 42)
+    assert area.std() < 30 and abs(float(area.mean()) - 127.5) < 5
+    assert linear.std() > area.std() + 20
+
+
 def test_colour_observation_is_channels_first():
     spec = dataclasses.replace(load_scenario("basic"), grayscale=False)
     frame = np.zeros((120, 160, 3), dtype=np.uint8)

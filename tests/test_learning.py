@@ -37,7 +37,8 @@ WINDOW = 50
 
 @pytest.mark.slow
 def test_a3c_learns_basic_from_pixels(basic_spec):
-    cfg = TrainConfig(workers=1, envs_per_worker=8, lr=5e-4, hidden_size=128, seed=SEED)  # basic's preset
+    # Issue 3's basic preset (its margin was measured over seeds with it; the preset has moved on since).
+    cfg = TrainConfig(workers=1, envs_per_worker=8, lr=5e-4, hidden_size=128, seed=SEED)
     torch.manual_seed(cfg.seed)
     model = ActorCritic(basic_spec.obs_shape, basic_spec.num_actions, cfg.hidden_size)
     handles = make_shared_handles(model, cfg)

@@ -110,7 +110,7 @@ def test_basic_through_ray_leaves_events_a_checkpoint_and_a_gif(cluster, tmp_pat
     result = run_script("train_doom.py", "--scenario", "basic", "--ray", cluster[0].address, "--max-frames", "6000",
                         "--run-name", "e2e", *QUICK, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "training basic: 2 workers x 8 games" in result.stdout
+    assert "training basic: 2 workers x 4 games" in result.stdout
     events = EventAccumulator(str(tmp_path / "runs" / "basic" / "e2e"))
     events.Reload()
     assert {"charts/episode_reward", "charts/fps", "eval/final_mean", "losses/policy"} <= set(events.Tags()["scalars"])

@@ -73,6 +73,7 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('buttons = ["ATTACK"]\n', "missing required keys ['config']"),
     ('config = "basic.cfg\n', "cannot read scenario file"),
     ('config = "basic.cfg"\neval_mode = "best"\n', "'eval_mode' must be one of greedy, sampled"),
+    ('config = "basic.cfg"\nresize = "cubic"\n', "'resize' must be one of area, linear"),
     ('config = "basic.cfg"\n[shaping]\nMANA = 1\n', "unknown ViZDoom game variable 'MANA'"),
     ('config = "basic.cfg"\nbuttons = ["ATTACK"]\ntap = ["USE"]\n', "'tap' names ['USE'], which are not among"),
     ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),

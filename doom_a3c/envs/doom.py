@@ -37,15 +37,18 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+_INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
 def preprocess_frame(frame: np.ndarray, spec: ScenarioSpec) -> np.ndarray:
-    """Full-colour HxWx3 frame -> cropped, resized (INTER_AREA), channels-first uint8 observation."""
+    """Full-colour HxWx3 frame -> cropped, resized (the scenario's interpolation), channels-first uint8."""
     top, bottom, left, right = spec.crop
     height, width = frame.shape[:2]
     cropped = frame[top : height - bottom, left : width - right]
     if spec.grayscale:
         cropped = cv2.cvtColor(cropped, cv2.COLOR_RGB2GRAY)
     # cv2 takes (width, height); INTER_AREA averages pixels, which avoids aliasing when shrinking.
-    resized = cv2.resize(cropped, (spec.size[1], spec.size[0]), interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(cropped, (spec.size[1], spec.size[0]), interpolation=_INTERPOLATION[spec.resize])
     if spec.grayscale:
         return resized[np.newaxis]
     return np.ascontiguousarray(resized.transpose(2, 0, 1))

@@ -35,6 +35,9 @@ class ScenarioSpec:
     resolution: str = "RES_160X120"
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels cut from top, bottom, left, right
     size: tuple[int, int] = (84, 84)  # (height, width) after resizing
+    # "area" averages the pixels each output pixel covers (no aliasing); "linear" interpolates between the
+    # nearest four (about 5x cheaper at a non-integer factor such as basic's 100 -> 42, a little aliasing).
+    resize: str = "area"
     grayscale: bool = True
     frame_skip: int = 4
     reward_scale: float = 1.0
@@ -64,6 +67,7 @@ class ScenarioSpec:
 
 _KNOWN_KEYS = {f.name for f in dataclasses.fields(ScenarioSpec)} - {"name", "source"}
 EVAL_MODES = ("greedy", "sampled")
+RESIZE_MODES = ("area", "linear")
 _REQUIRED_KEYS = {"config"}
 
 
@@ -194,6 +198,9 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
     size = _pair(data.get("size", [84, 84]), "size", path, 2)
     if min(size) < 16:
         raise ScenarioError(f"{path}: 'size' must be at least 16x16, got {list(size)}")
+    resize = str(data.get("resize", "area"))
+    if resize not in RESIZE_MODES:
+        raise ScenarioError(f"{path}: 'resize' must be one of {', '.join(RESIZE_MODES)}, got '{resize}'")
     train = data.get("train", {})
     if not isinstance(train, dict):
         raise ScenarioError(f"{path}: [train] must be a table")
@@ -210,6 +217,7 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         resolution=resolution,
         crop=_pair(data.get("crop", [0, 0, 0, 0]), "crop", path, 4),
         size=size,
+        resize=resize,
         grayscale=bool(data.get("grayscale", True)),
         frame_skip=frame_skip,
         reward_scale=float(data.get("reward_scale", 1.0)),
