@@ -187,25 +187,46 @@ def test_the_window_twin_plays_the_agents_game_and_leaves_its_observations_bit_i
 
 @pytest.fixture
 def virtual_display(monkeypatch):
-    """A real X server in memory (Xvfb), where it is installed: the window then really opens."""
+    """A real X server in memory (Xvfb), where it is installed: the window then really opens.
+
+    ``-displayfd``: Xvfb picks a free display itself and writes its number once it accepts connections. A
+    fixed display and a fixed wait were not enough: a server still starting (or one left over on the same
+    display) made the engine's window fail, and ViZDoom's controller crashed the test process with it."""
+    import os
+    import select
     import shutil
     import subprocess
-    import time
 
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
-    display = ":97"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    monkeypatch.setenv("DISPLAY", display)
-    yield display
-    server.terminate()
-    server.wait(10)
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten",
+                               "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        if not select.select([read_end], [], [], 30)[0]:
+            pytest.fail("Xvfb did not accept connections within 30 s")
+        display = ":" + os.read(read_end, 64).decode().strip()
+        monkeypatch.setenv("DISPLAY", display)
+        yield display
+    finally:
+        os.close(read_end)
+        server.terminate()
+        server.wait(10)
 
 
 def test_the_window_opens_at_640x480_and_the_agent_still_sees_its_own_pixels(virtual_display):
-    log, window_shape = _play_in_step(load_scenario("basic"), seed=3, steps=40, window_visible=True)
+    """Played in a child process: a window that fails inside ViZDoom's controller (it has crashed the
+    process there) fails this test with its exit code instead of ending the whole suite."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        played = pool.submit(_play_in_step, load_scenario("basic"), seed=3, steps=40, window_visible=True)
+        try:
+            log, window_shape = played.result(timeout=120)
+        except concurrent.futures.process.BrokenProcessPool:
+            pytest.fail("the process that opened the game window died (ViZDoom crashed)")
     assert window_shape == (480, 640, 3)
     for step, (obs_plain, obs_shown, agent, twin) in enumerate(log):
         assert np.array_equal(obs_plain, obs_shown), f"observation differs at step {step}"
