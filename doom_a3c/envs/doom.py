@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -93,6 +94,24 @@ class WindowClosed(RuntimeError):
     is fine, but there is nothing left to watch."""
 
 
+@contextlib.contextmanager
+def _real_video_driver(visible: bool):
+    """Start a visible game without SDL_VIDEODRIVER=dummy in the environment its engine inherits.
+
+    gymnasium's off-screen renderer needs that setting (gym_envs.py sets it once a game renders to
+    frames), and it stays in the process's environment; a ViZDoom window started after it got SDL's
+    dummy driver and the engine crashed (a segfault, then its crash dialog waiting for a click)."""
+    driver = os.environ.get("SDL_VIDEODRIVER")
+    if not visible or driver != "dummy":
+        yield
+        return
+    del os.environ["SDL_VIDEODRIVER"]
+    try:
+        yield
+    finally:
+        os.environ["SDL_VIDEODRIVER"] = driver
+
+
 class GameWindow:
     """What ``render_mode="human"`` shows: a twin of the agent's game at a watchable size.
 
@@ -109,7 +128,8 @@ class GameWindow:
                  visible: bool = True, realtime: bool = True, engine_timeout: float = 10.0):
         self.game = configure_game(spec, seed, visible=visible, resolution=resolution)
         self._timer = CallTimer(engine_timeout)
-        self._timer.pid = start_engine(self.game)
+        with _real_video_driver(visible):
+            self._timer.pid = start_engine(self.game)
         self.realtime = realtime
         self._next_tic = 0.0
 
