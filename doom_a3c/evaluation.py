@@ -35,13 +35,16 @@ def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: boo
     explaining = record and explainer is not None and model is not None
     frames = [env.last_frame().copy()] if record and not explaining else []
     length, earned = 0, 0.0
+    def room() -> bool:  # recording, and under the frame limit
+        return record and (max_frames <= 0 or len(frames) < max_frames)
+
     while True:
         if model is None:
             action = env.action_space.sample()
         else:
             params, value, next_state = model(torch.as_tensor(obs).unsqueeze(0), state, not_done)
             choice = model.policy.greedy(params) if greedy else model.policy.sample(params, generator=generator)
-            if explaining and (max_frames <= 0 or len(frames) < max_frames):
+            if explaining and room():
                 probs = torch.softmax(params[0], dim=-1).numpy()
                 frames.append(explainer.frame(env.last_frame(), obs, model_forward(model, state, not_done), probs,
                                               float(value[0]), int(choice[0]), earned))
@@ -50,7 +53,7 @@ def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: boo
         obs, reward, terminated, truncated, info = env.step(action)
         earned += float(info.get("raw_reward", reward))
         length += 1
-        if record and not explaining and (max_frames <= 0 or len(frames) < max_frames):
+        if not explaining and room():
             frames.append(env.last_frame().copy())
         if terminated or truncated:
             return EpisodeResult(float(info["episode"]["r"]), length, frames)

@@ -75,12 +75,14 @@ class AdamUpdate:
     eps: float
 
     @torch.no_grad()
-    def step(self, params: Iterable[torch.nn.Parameter], lr: float | None = None) -> None:
-        """Update ``params`` in place from their ``.grad``; parameters without a gradient are skipped."""
+    def step(self, params: Iterable[torch.Tensor], grads: Iterable[torch.Tensor | None],
+             lr: float | None = None) -> None:
+        """Update the shared ``params`` in place with ``grads`` (one per parameter, in order); a parameter
+        whose gradient is None is skipped, as Adam skips it."""
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
-        for param, step_t, exp_avg, exp_avg_sq in zip(params, self.steps, self.exp_avgs, self.exp_avg_sqs):
-            grad = param.grad
+        for param, grad, step_t, exp_avg, exp_avg_sq in zip(params, grads, self.steps, self.exp_avgs,
+                                                             self.exp_avg_sqs):
             if grad is None:
                 continue
             step_t += 1

@@ -70,6 +70,10 @@ class Summaries:
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
 
+    def training_mean(self) -> float | None:
+        """The mean raw reward of the last 100 training episodes (None before the first)."""
+        return float(np.mean(self.recent_rewards)) if self.recent_rewards else None
+
     def gif(self, tag: str, path: Path, step: int) -> None:
         """An animated GIF in TensorBoard's Images tab (it plays there): the file's own bytes as an encoded
         image, which is what ``add_video`` writes too, without needing moviepy to encode it again. (The
@@ -114,7 +118,7 @@ class Summaries:
 
     def progress_line(self, frames: int, fps: float, last_eval: str, best_eval: float, eval_mode: str,
                       elapsed: float, eta: str, counters: dict, resumed_from: int | None) -> str:
-        mean_reward = f"{np.mean(self.recent_rewards):.1f}" if self.recent_rewards else "-"
+        mean_reward = f"{self.training_mean():.1f}" if self.recent_rewards else "-"
         if self.recent_shaped:
             mean_reward += f" (shaped {np.mean(self.recent_shaped):.1f})"
         mode = "" if eval_mode == "greedy" else f" {eval_mode}"

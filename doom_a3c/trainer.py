@@ -237,8 +237,7 @@ class Trainer:
             if now - last["summary"] >= 2.0:
                 fps = self.summaries.window(frames, now, self.counters["env_restarts"])
                 last["summary"] = now
-            recent = self.summaries.recent_rewards
-            if self.evaluator.due(now, sum(recent) / len(recent) if recent else None):
+            if self.evaluator.due(now, self.summaries.training_mean()):
                 weights, _ = self.workers.snapshot()
                 self._sync_counters()
                 at = (self.counters["frames"], self._elapsed())

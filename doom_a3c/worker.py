@@ -66,12 +66,9 @@ class SharedHandles:
         returns the learning rate it used where it decays (None otherwise)."""
         lr = scheduled_lr(cfg, self.total_frames())  # None: constant; else from the shared frame count
         with self.update_lock:
-            # Hand the fresh local gradients to the shared parameters at every update (the old
-            # "set once, then return early" aliasing goes stale when grads are set to None). Without a
-            # critic the value head has no gradient: its shared grad is cleared, so Adam skips it.
-            for local, shared in zip(params, self.model.parameters()):
-                shared.grad = local.grad
-            self.optimizer.step(self.model.parameters(), lr)
+            # The local gradients step the shared weights directly. Without a critic the value head has no
+            # gradient (None), and Adam skips it.
+            self.optimizer.step(self.model.parameters(), [p.grad for p in params], lr)
         return lr
 
     def add_frames(self, rank: int, frames: int) -> None:

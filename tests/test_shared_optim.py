@@ -19,9 +19,7 @@ def _child_step(model, update, seed):
     building a torch Optimizer (which would import torch._dynamo: 68 MB in every worker)."""
     import sys
 
-    for p, g in zip(model.parameters(), _grads(model, seed)):
-        p.grad = g
-    update.step(model.parameters())
+    update.step(model.parameters(), _grads(model, seed))
     assert "torch._dynamo" not in sys.modules
 
 
@@ -88,7 +86,7 @@ def test_the_workers_step_is_torch_adams_bit_for_bit():
             for p, g in zip(net.parameters(), _grads(net, seed)):
                 p.grad = g
             net.value.weight.grad = None
-        update.step(model.parameters(), lr)
+        update.step(model.parameters(), [p.grad for p in model.parameters()], lr)
         ref_optimizer.param_groups[0]["lr"] = lr
         ref_optimizer.step()
     for p, q in zip(model.parameters(), reference.parameters()):
