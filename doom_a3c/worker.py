@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ import torch.multiprocessing as mp
 from doom_a3c.affinity import pin_to_free_core
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EngineError, EnvSpec, make_env
+from doom_a3c.envs.engine import on_wedged
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
 from doom_a3c.model import ActorCritic, acting_mode
 from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
@@ -108,6 +110,7 @@ def worker_main(rank: int, cfg: TrainConfig, spec: EnvSpec, shared: SharedHandle
     torch.set_num_threads(1)
     if cfg.cpu_affinity:
         pin_to_free_core(rank)
+    on_wedged(functools.partial(_report_wedged_game, rank, shared))
     worker = None
     try:
         worker = Worker(rank, cfg, spec, shared)
@@ -118,6 +121,16 @@ def worker_main(rank: int, cfg: TrainConfig, spec: EnvSpec, shared: SharedHandle
     finally:
         if worker is not None:
             worker.close()
+
+
+def _report_wedged_game(rank: int, shared: SharedHandles, message: str) -> None:
+    """A game's call is stuck for good (envs/engine.py): tell the trainer why, then end this worker, which
+    the trainer starts again like any worker that died."""
+    channel = shared.queue(rank)
+    channel.put(WorkerFailed(rank, f"EngineError: {message}"))
+    channel.close()
+    channel.join_thread()  # the message is in the pipe before the process goes
+    os._exit(1)
 
 
 def _die_with_parent() -> None:

@@ -9,6 +9,13 @@ Two faults seen in real runs (issue 11):
 * A stopped or wedged engine leaves ``make_action`` waiting forever. ViZDoom releases the GIL while it
   waits, so one watchdog thread per process can notice a call that has run past its time limit and kill
   that engine; the blocked call then raises ViZDoom's "instance crash" at once.
+
+And one that no watchdog can mend: an engine that dies (SIGKILL, a crash) while it holds the lock of the
+message queue it shares with ViZDoom's controller leaves that lock held for good. The controller's thread
+that saw the engine exit then waits forever to say so, and the game's call waits forever to hear it.
+Measured: about 1 in 100 engines killed in the middle of a game (with ViZDoom's own launcher as with
+ours). No call on that game will ever return, so the watchdog ends the whole process (``on_wedged``): a
+training worker is then started again by its supervisor, like any worker that died.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 
 _LAUNCHER = Path(__file__).resolve().parent / "vizdoom-owned"
 _init_lock = threading.Lock()
+WEDGED_AFTER = 3.0  # seconds past a call's deadline (the engine killed at it) before the call counts as stuck
 
 
 def owned_engine_path() -> str | None:
@@ -97,6 +105,7 @@ class CallTimer:
         self.deadline = 0.0  # 0: no call in progress
         self.pid: int | None = None
         self.expired = False
+        self.wedged = False
         if timeout > 0:
             _watchdog().watch(self)
 
@@ -129,9 +138,32 @@ class _Watchdog:
             now = time.monotonic()
             for timer in timers:
                 deadline = timer.deadline
-                if deadline and now > deadline and timer.pid is not None and not timer.expired:
+                if not deadline or timer.pid is None or now <= deadline:
+                    continue
+                if not timer.expired:
                     timer.expired = True
                     kill_engine(timer.pid)
+                elif now > deadline + WEDGED_AFTER and not timer.wedged:  # killed, and still no answer
+                    timer.wedged = True
+                    _on_wedged(f"game engine {timer.pid} died holding ViZDoom's message-queue lock; its call "
+                               f"could never return (a ViZDoom limitation)")
+
+
+def _exit_wedged(message: str) -> None:
+    """The default: say why on stderr and end the process (a stuck call would hold it forever)."""
+    sys.stderr.write(f"doom_a3c: {message}; ending this process\n")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+_on_wedged = _exit_wedged
+
+
+def on_wedged(handler) -> None:
+    """Call ``handler(message)`` from the watchdog thread, instead of ending the process at once, when a
+    game's call is stuck for good (see the module's docstring); the handler should end the process."""
+    global _on_wedged
+    _on_wedged = handler
 
 
 _WATCHDOG: _Watchdog | None = None
