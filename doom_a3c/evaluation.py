@@ -35,6 +35,7 @@ def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: boo
     explaining = record and explainer is not None and model is not None
     frames = [env.last_frame().copy()] if record and not explaining else []
     length, earned = 0, 0.0
+
     def room() -> bool:  # recording, and under the frame limit
         return record and (max_frames <= 0 or len(frames) < max_frames)
 

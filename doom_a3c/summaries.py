@@ -118,7 +118,8 @@ class Summaries:
 
     def progress_line(self, frames: int, fps: float, last_eval: str, best_eval: float, eval_mode: str,
                       elapsed: float, eta: str, counters: dict, resumed_from: int | None) -> str:
-        mean_reward = f"{self.training_mean():.1f}" if self.recent_rewards else "-"
+        mean = self.training_mean()
+        mean_reward = "-" if mean is None else f"{mean:.1f}"
         if self.recent_shaped:
             mean_reward += f" (shaped {np.mean(self.recent_shaped):.1f})"
         mode = "" if eval_mode == "greedy" else f" {eval_mode}"

@@ -138,9 +138,12 @@ def test_a_killed_and_a_hung_game_are_replaced_and_training_finishes(tmp_path):
     wedged = re.search(r"worker \d died \(EngineError: game engine \d+ died holding ViZDoom's message-queue lock", out)
     assert replaced or wedged, out
     assert "final evaluation:" in out
+    run_dir = tmp_path / "runs" / "basic" / "games"
     if replaced:
-        restarts = _scalars(tmp_path / "runs" / "basic" / "games", "charts/env_restarts")
+        restarts = _scalars(run_dir, "charts/env_restarts")
         assert restarts and max(event.value for event in restarts) >= 2
+    else:
+        assert _scalars(run_dir, "charts/env_restarts") and _scalars(run_dir, "charts/worker_restarts")
     assert alive(list(run.seen), 10) == [], "a game engine or worker of the run is still running"
 
 
