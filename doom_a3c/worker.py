@@ -86,6 +86,11 @@ def scheduled_lr(cfg: TrainConfig, frames: int) -> float | None:
     return cfg.lr * (1.0 - min(frames / cfg.max_frames, 1.0))
 
 
+def budget_spent(cfg: TrainConfig, frames: int) -> bool:
+    """Whether ``frames`` frames spend the ``max_frames`` budget (never where there is none)."""
+    return bool(cfg.max_frames) and frames >= cfg.max_frames
+
+
 def make_shared_handles(model: ActorCritic, cfg: TrainConfig, optimizer: SharedAdam | None = None,
                         frames: list[int] | None = None, ctx=None) -> SharedHandles:
     """Put ``model`` in shared memory and build the handles for ``cfg.workers`` workers."""
@@ -216,9 +221,18 @@ class Worker:
 
     # -- training ------------------------------------------------------------------------------------
     def run(self) -> None:
-        """Collect rollouts and push updates until told to stop."""
+        """Collect rollouts and push updates until told to stop; idle once the frame budget is spent."""
         while not self.shared.stop.is_set() and _supervisor_alive():
+            if self.budget_spent():
+                self.shared.stop.wait(0.5)  # the supervisor sees the budget spent too, and stops every worker
+                continue
             self.step()
+
+    def budget_spent(self) -> bool:
+        """True once ``max_frames`` frames have been trained on, all workers together as far as this worker
+        knows. Checked before each rollout, so a run stops within about one rollout per worker past its
+        budget whatever the machine's speed (the supervisor, busy evaluating, may look much later)."""
+        return budget_spent(self.cfg, self.shared.total_frames())
 
     def step(self) -> None:
         """One rollout and its update, counted and reported."""
@@ -228,7 +242,6 @@ class Worker:
         *self._carry, stats = self.train_rollout(*self._carry)
         frames = stats.pop("frames")
         stats.pop("steps")
-        self.shared.add_frames(self.rank, frames)
         self.out.put(UpdateDone(self.rank, frames, stats))
 
     def train_rollout(self, obs: torch.Tensor, state, start: torch.Tensor):
@@ -241,9 +254,12 @@ class Worker:
         if self.critic and not self.whole_episodes:
             with torch.inference_mode():
                 _, last_value, _ = self.model(obs, state, start)
+        frames = int(self.mask[:steps].sum()) * self.spec.frame_skip
+        # Counted before the update is sent, so that a parameter server counts them with it: every worker's
+        # budget check then sees the rollouts the others have sent, not only those before.
+        self.shared.add_frames(self.rank, frames)
         stats = self.update(first_state, last_value.clone(), steps)
-        stats["frames"] = int(self.mask[:steps].sum()) * self.spec.frame_skip
-        stats["steps"] = steps
+        stats["frames"], stats["steps"] = frames, steps
         return obs, state, start, stats
 
     @acting_mode()

@@ -60,13 +60,14 @@ def test_parameter_server_applies_exactly_the_gradients_it_is_sent():
             grads[-1] = None if step == 2 else grads[-1]  # a parameter without a gradient is left alone
             with_grad = [g is not None for g in grads]
             flat = torch.cat([g.reshape(-1) for g in grads if g is not None])
-            weights, lr = ray.get(server.apply.remote(flat, with_grad, 100))
+            weights, lr, total = ray.get(server.apply.remote(flat, with_grad, 100))
             for group in adam.param_groups:
                 group["lr"] = scheduled_lr(cfg, frames)
             for param, grad in zip(reference.parameters(), grads):
                 param.grad = grad
             adam.step()
             frames += 100
+            assert total == frames  # what a worker's budget check reads
             assert lr == pytest.approx(cfg.lr * (1 - (frames - 100) / 1000))
             assert torch.equal(torch.nn.utils.parameters_to_vector(reference.parameters()), weights)
         state, optimizer_state = ray.get(server.snapshot.remote())
@@ -163,4 +164,4 @@ def test_losing_a_worker_node_mid_run_training_goes_on_to_its_budget(tmp_path):
     assert removed, "no worker node was found to remove"
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"worker \d died .*started it again", result.stdout), result.stdout
-    assert "stopped (max_frames)" in result.stdout and "final evaluation" in result.stdout
+    assert "stopped (max_frames)" in result.stdout and "final evaluation" in result.stdout, result.stdout

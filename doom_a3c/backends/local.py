@@ -22,7 +22,7 @@ from doom_a3c.envs import EnvSpec
 from doom_a3c.messages import WorkerFailed, WorkerRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.shared_optim import SharedAdam
-from doom_a3c.worker import make_shared_handles, worker_main
+from doom_a3c.worker import budget_spent, make_shared_handles, worker_main
 from doom_a3c.backends import RestartBudget, load_optimizer_state
 
 LOCK_WAIT = 5.0  # an optimizer step holds the update lock for milliseconds; this long means its holder died
@@ -80,12 +80,13 @@ class LocalWorkers:
         replacement reported as a WorkerRestarted. Raises WorkersFailing when they keep dying."""
         messages = self._drain(block_seconds)
         now = time.monotonic()
+        idle = budget_spent(self.cfg, self.total_frames())  # workers wait for the stop: not stalled
         for rank, process in enumerate(self.processes):
             frames = self.handles.frames[rank]
             if frames != self._progress[rank][0]:
                 self._progress[rank] = (frames, now)
             if process.is_alive():
-                if now - self._progress[rank][1] > self.cfg.worker_timeout:
+                if not idle and now - self._progress[rank][1] > self.cfg.worker_timeout:
                     self._errors[rank] = f"no rollout finished for {self.cfg.worker_timeout:g} s"
                     _kill_worker(process)
                 continue

@@ -145,7 +145,8 @@ class ParameterServer:
         """One Adam step with ``grads``, the gradients of the parameters marked in ``has_grad``, flattened
         into one vector (one buffer to send, not one per tensor); the others are left alone. ``frames``:
         what the sender trained on since its last update (the learning-rate schedule counts them).
-        Returns the new weights, flattened likewise, and the learning rate used where it decays."""
+        Returns the new weights, flattened likewise, the learning rate used where it decays, and the frames
+        trained on so far, all workers together (a worker starts no rollout once they spend the budget)."""
         lr = scheduled_lr(self.cfg, self.frames)
         if lr is not None:
             for group in self.optimizer.param_groups:
@@ -158,10 +159,14 @@ class ParameterServer:
                 offset += param.numel()
         self.optimizer.step()
         self.frames += frames
-        return self.weights(), lr
+        return self.weights(), lr, self.frames
 
     def weights(self) -> torch.Tensor:
         return parameters_to_vector(self.params).detach()
+
+    def start_from(self) -> tuple[torch.Tensor, int]:
+        """What a new worker starts from: the weights and the frames trained on so far."""
+        return self.weights(), self.frames
 
     def snapshot(self) -> tuple[dict, dict]:
         return ({k: v.clone() for k, v in self.model.state_dict().items()}, self.optimizer.state_dict())
@@ -187,12 +192,14 @@ class RemoteHandles:
     target instead of 1.5M (2.1M locally): the stale gradients cost more than the waiting.
     """
 
-    def __init__(self, server, model_kwargs: dict, weights: torch.Tensor):
+    def __init__(self, server, model_kwargs: dict, weights: torch.Tensor, frames: int = 0):
         self.server, self._kwargs = server, model_kwargs
         self.latest, self.lr = weights, None
+        self.server_frames = frames  # all workers' frames as of the server's last reply read
+        self.sent_frames = 0  # this worker's frames sent with the update whose reply is not read yet
+        self.pending_frames = 0  # counted, not sent yet
         self.reply = None  # the server's answer to the last update sent, not yet picked up
         self.outbox = _Outbox()
-        self.pending_frames = 0
 
     def model_kwargs(self) -> dict:
         return self._kwargs
@@ -200,10 +207,14 @@ class RemoteHandles:
     def queue(self, rank: int) -> _Outbox:
         return self.outbox
 
-    def pull(self, params: list[torch.Tensor]) -> None:
+    def _read_reply(self) -> None:
+        """The server's answer to the last update sent, once (the next rollout needs it anyway)."""
         if self.reply is not None:
-            self.latest, self.lr = ray.get(self.reply)
-            self.reply = None
+            self.latest, self.lr, self.server_frames = ray.get(self.reply)
+            self.reply, self.sent_frames = None, 0
+
+    def pull(self, params: list[torch.Tensor]) -> None:
+        self._read_reply()
         with torch.no_grad():
             offset = 0
             for param in params:
@@ -214,11 +225,16 @@ class RemoteHandles:
         with_grad = [p.grad is not None for p in params]
         grads = torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None])
         self.reply = self.server.apply.remote(grads, with_grad, self.pending_frames)
-        self.pending_frames = 0
+        self.sent_frames, self.pending_frames = self.pending_frames, 0
         return self.lr
 
     def add_frames(self, rank: int, frames: int) -> None:
         self.pending_frames += frames
+
+    def total_frames(self) -> int:
+        """What the server counted at its last reply, with this worker's frames it had not counted then."""
+        self._read_reply()
+        return self.server_frames + self.sent_frames + self.pending_frames
 
 
 @ray.remote(num_cpus=1)
@@ -229,18 +245,22 @@ class RayWorker:
         torch.set_num_threads(1)
         if cfg.cpu_affinity:
             pin_to_free_core(rank)  # before the games start: they inherit it
-        self.handles = RemoteHandles(server, model_kwargs, ray.get(server.weights.remote()))
+        self.handles = RemoteHandles(server, model_kwargs, *ray.get(server.start_from.remote()))
         self.worker = Worker(rank, cfg, spec, self.handles)
 
-    def run_for(self, seconds: float) -> list:
-        """Rollouts and updates for about ``seconds`` (one at least); returns their messages."""
+    def run_for(self, seconds: float) -> tuple[list, int]:
+        """Rollouts and updates for about ``seconds`` (one at least, none once the frame budget is spent);
+        returns their messages and the frames trained on by all workers together as far as this one knows."""
         deadline = time.monotonic() + seconds
-        self.worker.step()
-        while time.monotonic() < deadline:
+        if self.worker.budget_spent():
+            time.sleep(seconds)  # waiting for the supervisor to stop the run
+        else:
             self.worker.step()
+            while time.monotonic() < deadline and not self.worker.budget_spent():
+                self.worker.step()
         messages = list(self.handles.outbox)
         self.handles.outbox.clear()
-        return messages
+        return messages, self.handles.total_frames()
 
     def close(self) -> None:
         self.worker.close()
@@ -277,6 +297,7 @@ class RayWorkers:
             self._disconnect()
             raise
         self.frames = frames
+        self.server_frames = frames  # the parameter server's count, as the workers last reported it
         self.actors: list = [None] * cfg.workers
         self.calls: dict = {}  # run_for call in flight -> (rank, the actor it was sent to)
         self.last_return = [time.monotonic()] * cfg.workers
@@ -320,8 +341,7 @@ class RayWorkers:
                 messages.append(self._restart(rank, err))
                 continue
             self.last_return[rank] = time.monotonic()
-            self.frames += sum(m.frames for m in returned if isinstance(m, UpdateDone))
-            messages.extend(returned)
+            messages.extend(self._count(returned))
             self._call(rank)
         now = time.monotonic()
         for rank, actor in enumerate(self.actors):
@@ -354,8 +374,7 @@ class RayWorkers:
                     returned = ray.get(ref)
                 except RayError:
                     continue
-                self.frames += sum(m.frames for m in returned if isinstance(m, UpdateDone))
-                messages.extend(returned)
+                messages.extend(self._count(returned))
         closing = [actor.close.remote() for actor in self.actors if actor is not None]
         try:
             ray.wait(closing, num_returns=len(closing), timeout=max(deadline - time.monotonic(), 5.0))
@@ -366,8 +385,18 @@ class RayWorkers:
                 ray.kill(actor, no_restart=True)
         return messages
 
+    def _count(self, returned: tuple[list, int]) -> list:
+        """A run_for call's messages, its frames counted."""
+        messages, known = returned
+        self.frames += sum(m.frames for m in messages if isinstance(m, UpdateDone))
+        self.server_frames = max(self.server_frames, known)
+        return messages
+
     def total_frames(self) -> int:
-        return self.frames
+        """Frames trained on: the parameter server's count where it is ahead of the messages received (a
+        worker lost with its node took the messages of the updates it had sent), so that the supervisor
+        and the workers judge the frame budget on one count."""
+        return max(self.frames, self.server_frames)
 
     def snapshot(self) -> tuple[dict, dict]:
         """The parameter server's weights and Adam state (one call: its updates come one at a time)."""
