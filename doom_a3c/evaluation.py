@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from doom_a3c.explain import Explainer, model_forward
-from doom_a3c.model import ActorCritic, acting_mode
+from doom_a3c.model import ActorCritic
 
 
 @dataclass
@@ -21,7 +21,6 @@ class EpisodeResult:
 
 
 @torch.inference_mode()
-@acting_mode()
 def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: bool = False,
                 generator: torch.Generator | None = None, explainer: Explainer | None = None,
                 max_frames: int = 0) -> EpisodeResult:

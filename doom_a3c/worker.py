@@ -20,7 +20,7 @@ from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.envs.engine import on_wedged
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
-from doom_a3c.model import ActorCritic, acting_mode
+from doom_a3c.model import ActorCritic
 from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
 from doom_a3c.shared_optim import AdamUpdate, SharedAdam
 
@@ -262,7 +262,6 @@ class Worker:
         stats["frames"], stats["steps"] = frames, steps
         return obs, state, start, stats
 
-    @acting_mode()
     def collect(self, obs: torch.Tensor, state, start: torch.Tensor):
         """Step every game, filling the rollout buffers; returns the carried-over values and the step count.
 

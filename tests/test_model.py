@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from doom_a3c.model import ActorCritic
+from doom_a3c.model import ActorCritic, CategoricalHead, ConvEncoder
 
 OBS_SHAPE = (1, 84, 84)
 
@@ -113,3 +114,63 @@ def test_unroll_matches_the_step_loop_in_outputs_and_gradients():
     for name in g1:
         assert torch.allclose(g1[name], g2[name], atol=1e-4), name
 
+
+
+@pytest.mark.parametrize("shape", [(1, 42, 42), (4, 84, 84), (3, 60, 108)])
+def test_patch_product_encoder_equals_the_conv_layers_outputs_and_gradients(shape):
+    """ConvEncoder computes its convolutions as patch products: the same numbers as its nn.Conv2d layers."""
+    torch.manual_seed(0)
+    encoder = ConvEncoder(shape, 64).double()
+    obs = torch.randint(0, 256, (5, *shape), dtype=torch.uint8)
+    reference = encoder.fc(encoder.conv(obs.double() / 255.0))
+    fast = encoder(obs)
+    assert torch.allclose(fast, reference, rtol=0, atol=1e-12)
+    weights = torch.randn_like(reference)
+    expected = torch.autograd.grad((reference * weights).sum(), list(encoder.parameters()))
+    got = torch.autograd.grad((encoder(obs) * weights).sum(), list(encoder.parameters()))
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_unroll_equals_a_loop_of_lstm_cells_in_outputs_and_gradients(dtype, tolerance):
+    """The written-out backward through time (_LSTMUnroll) against autograd over nn.LSTMCell step by step,
+    episode resets inside the rollout and gradients into the initial state included."""
+    torch.manual_seed(1)
+    model = ActorCritic((1, 42, 42), 3, 32).to(dtype)
+    steps, batch = 9, 3
+    obs = torch.randint(0, 256, (steps, batch, 1, 42, 42), dtype=torch.uint8)
+    done = (torch.rand(steps, batch) < 0.3).to(dtype)
+    h0 = torch.randn(batch, 32, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(batch, 32, dtype=dtype, requires_grad=True)
+
+    def loop():
+        features = model.encoder(obs.reshape(steps * batch, 1, 42, 42)).view(steps, batch, -1)
+        keep, (h, c), outputs = (1 - done).unsqueeze(2), (h0, c0), []
+        for t in range(steps):
+            h, c = model.core(features[t], (h * keep[t], c * keep[t]))
+            outputs.append(h)
+        hidden = torch.stack(outputs)
+        return model.policy(hidden), model.value(hidden).squeeze(2), (h, c)
+
+    def loss(out):
+        params, values, (h, c) = out
+        return params.sin().sum() + values.cos().sum() + (h * h).sum() + 0.3 * c.sum()
+
+    inputs = list(model.parameters()) + [h0, c0]
+    expected_out, got_out = loop(), model.unroll(obs, (h0, c0), done)
+    for a, b in zip(got_out[:2] + got_out[2], expected_out[:2] + expected_out[2]):
+        assert torch.allclose(a, b, rtol=0, atol=tolerance)
+    expected = torch.autograd.grad(loss(expected_out), inputs)
+    got = torch.autograd.grad(loss(got_out), inputs)
+    for a, b in zip(got, expected):
+        assert (a - b).abs().max() <= tolerance * max(1.0, float(b.abs().max()))
+
+
+def test_gumbel_max_sampling_follows_the_softmax():
+    """CategoricalHead.sample draws from softmax(logits): frequencies over 200k draws within 0.005."""
+    head = CategoricalHead(4, 3)
+    logits = torch.tensor([[2.0, 0.0, -1.0]]).expand(200_000, 3)
+    draws = head.sample(logits, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=3).double() / len(draws)
+    assert torch.allclose(freq, logits[0].double().softmax(-1), atol=0.005)
