@@ -42,13 +42,14 @@ class ConvEncoder(nn.Module):
             nn.Flatten(),
         )
         conv1, conv2 = self.conv[0], self.conv[2]
-        self._grid1 = _out_size(height, 8, 4), _out_size(width, 8, 4)
-        self._grid2 = _out_size(self._grid1[0], 4, 2), _out_size(self._grid1[1], 4, 2)
+        (k1, k2), (s1, s2) = (conv1.kernel_size[0], conv2.kernel_size[0]), (conv1.stride[0], conv2.stride[0])
+        self._grid1 = _out_size(height, k1, s1), _out_size(width, k1, s1)
+        self._grid2 = _out_size(self._grid1[0], k2, s2), _out_size(self._grid1[1], k2, s2)
         if min(self._grid2) < 1:
             raise ValueError(f"observations of shape {tuple(obs_shape)} are too small for the conv encoder "
                              "(at least 20x20 is needed)")
         # Not saved with the weights: computed from the shapes, so checkpoints keep nn.Conv2d's layout.
-        self.register_buffer("_patches2", _patch_index(conv1.out_channels, *self._grid1, 4, 2), persistent=False)
+        self.register_buffer("_patches2", _patch_index(conv1.out_channels, *self._grid1, k2, s2), persistent=False)
         flat = conv2.out_channels * self._grid2[0] * self._grid2[1]
         self.fc = nn.Sequential(nn.Linear(flat, out_dim), nn.ELU())
         self.out_dim = out_dim
