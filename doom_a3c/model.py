@@ -222,65 +222,92 @@ class _LSTMUnroll(torch.autograd.Function):
 
     Why: autograd records each step's cell as a dozen small operators and computes each step's weight
     gradient as a matrix product of its own (4 games x 512 gates). Here the input projection of every step
-    is one product before the loop (``xproj``), each step of the backward multiplies by the recurrent
-    weights once, and the recurrent weights' gradient is one product over all T x B steps after it.
+    is one product before the loop (``xproj``), each step of the backward is five small operators (the
+    gates' local derivatives are formed for all steps at once before it), and the recurrent weights'
+    gradient is one product over all T x B steps after it.
 
     ``xproj`` (T, B, 4H): x W_ih^T + b_ih + b_hh; ``keep`` (T, B, 1): 0 where step t starts an episode;
-    gates in ``nn.LSTMCell``'s order (input, forget, cell, output). Returns every step's h (T, B, H) and
-    the last (h, c).
+    gates in ``nn.LSTMCell``'s order (input, forget, cell, output). ``recorded``, optional: the (h, c)
+    each step started from (T, B, H each, before the reset), as the acting pass computed them with these
+    same weights; given, the forward needs no loop either (every step's gates in one product). Returns
+    every step's h (T, B, H) and the last (h, c).
     """
 
     @staticmethod
-    def forward(ctx, xproj, keep, h0, c0, weight_hh):
+    def forward(ctx, xproj, keep, h0, c0, weight_hh, h_rec=None, c_rec=None):
         steps, batch, four_h = xproj.shape
         hidden = four_h // 4
-        gates = torch.empty_like(xproj)  # after their nonlinearities
-        h_in = xproj.new_empty(steps, batch, hidden)  # the reset state each step starts from
-        c_in = xproj.new_empty(steps, batch, hidden)
-        cells = xproj.new_empty(steps, batch, hidden)
-        hs = xproj.new_empty(steps, batch, hidden)
-        w_t = weight_hh.t()
-        h, c = h0, c0
-        for t in range(steps):
-            torch.mul(h, keep[t], out=h_in[t])
-            torch.mul(c, keep[t], out=c_in[t])
-            g = gates[t]
-            torch.addmm(xproj[t], h_in[t], w_t, out=g)
-            i, f, z, o = g.chunk(4, 1)
-            g[:, : 2 * hidden].sigmoid_()
-            z.tanh_()
-            o.sigmoid_()
-            c = cells[t]
-            torch.addcmul(f * c_in[t], i, z, out=c)
-            h = hs[t]
-            torch.mul(o, c.tanh(), out=h)
-        ctx.save_for_backward(keep, weight_hh, gates, h_in, c_in, cells)
+        if h_rec is not None:
+            h_in, c_in = h_rec * keep, c_rec * keep
+            gates = torch.addmm(xproj.view(-1, four_h), h_in.view(-1, hidden), weight_hh.t()).view_as(xproj)
+            _activate(gates, hidden)
+            i, f, z, o = gates.chunk(4, 2)
+            cells = torch.addcmul(f * c_in, i, z)
+            tanh_c = cells.tanh()
+            hs = o * tanh_c
+        else:
+            gates = torch.empty_like(xproj)  # after their nonlinearities
+            h_in = xproj.new_empty(steps, batch, hidden)  # the reset state each step starts from
+            c_in = xproj.new_empty(steps, batch, hidden)
+            cells = xproj.new_empty(steps, batch, hidden)
+            hs = xproj.new_empty(steps, batch, hidden)
+            w_t = weight_hh.t()
+            h, c = h0, c0
+            for t in range(steps):
+                torch.mul(h, keep[t], out=h_in[t])
+                torch.mul(c, keep[t], out=c_in[t])
+                g = gates[t]
+                torch.addmm(xproj[t], h_in[t], w_t, out=g)
+                _activate(g, hidden)
+                i, f, z, o = g.chunk(4, 1)
+                c = cells[t]
+                torch.addcmul(f * c_in[t], i, z, out=c)
+                h = hs[t]
+                torch.mul(o, c.tanh(), out=h)
+            tanh_c = cells.tanh()
+        ctx.save_for_backward(keep, weight_hh, gates, h_in, c_in, tanh_c)
         return hs, hs[-1].clone(), cells[-1].clone()
 
     @staticmethod
     def backward(ctx, d_hs, d_h_last, d_c_last):
-        keep, weight_hh, gates, h_in, c_in, cells = ctx.saved_tensors
+        keep, weight_hh, gates, h_in, c_in, tanh_c = ctx.saved_tensors
         steps, batch, four_h = gates.shape
         hidden = four_h // 4
+        i, f, z, o = gates.chunk(4, 2)
+        # Every step's local derivatives at once: dL/dc_t = carried + dL/dh_t * o(1 - tanh^2 c), and from
+        # dL/dc_t the pre-activations of the input, forget and cell gates are dL/dc_t times `by_dc`; the
+        # output gate's is dL/dh_t times `by_dh`.
+        dc_by_dh = o * (1 - tanh_c * tanh_c)
+        by_dc = torch.stack((z * i * (1 - i), c_in * f * (1 - f), i * (1 - z * z)), 2)  # (T, B, 3, H)
+        by_dh = tanh_c * o * (1 - o)
+        carry_c = f * keep  # dL/dc_{t-1} = dL/dc_t * f_t, zero across an episode start
+        resets = (keep.view(steps, batch) == 0).any(1).tolist()
         d_gates = torch.empty_like(gates)  # before the nonlinearities
-        d_h = d_h_last.clone() if d_h_last is not None else gates.new_zeros(batch, hidden)
-        d_c = d_c_last.clone() if d_c_last is not None else gates.new_zeros(batch, hidden)
+        d_gates4 = d_gates.view(steps, batch, 4, hidden)
+        d_h = d_h_last if d_h_last is not None else gates.new_zeros(batch, hidden)
+        d_c = d_c_last if d_c_last is not None else gates.new_zeros(batch, hidden)
+        if d_hs is not None:
+            d_h = d_h + d_hs[-1]
         for t in reversed(range(steps)):
-            i, f, z, o = gates[t].chunk(4, 1)
-            if d_hs is not None:
-                d_h = d_h + d_hs[t]
-            tanh_c = cells[t].tanh()
-            d_c = d_c + d_h * o * (1 - tanh_c * tanh_c)
-            di, df, dz, do = d_gates[t].chunk(4, 1)
-            torch.mul(d_c * z, i * (1 - i), out=di)
-            torch.mul(d_c * c_in[t], f * (1 - f), out=df)
-            torch.mul(d_c * i, 1 - z * z, out=dz)
-            torch.mul(d_h * tanh_c, o * (1 - o), out=do)
-            d_h = torch.mm(d_gates[t], weight_hh) * keep[t]
-            d_c = d_c * f * keep[t]
+            if t < steps - 1:  # dL/dh_t: from this step's output and through step t+1's recurrent product
+                into = d_gates[t + 1] * keep[t + 1] if resets[t + 1] else d_gates[t + 1]
+                d_h = torch.addmm(d_hs[t], into, weight_hh) if d_hs is not None else torch.mm(into, weight_hh)
+            d_c = torch.addcmul(d_c, d_h, dc_by_dh[t])
+            torch.mul(d_c.unsqueeze(1), by_dc[t], out=d_gates4[t, :, :3])
+            torch.mul(d_h, by_dh[t], out=d_gates4[t, :, 3])
+            d_c = d_c * carry_c[t]
+        d_h0 = torch.mm(d_gates[0], weight_hh) * keep[0]
         flat = d_gates.view(steps * batch, four_h)
         d_weight = torch.mm(flat.t(), h_in.view(steps * batch, hidden)) if ctx.needs_input_grad[4] else None
-        return d_gates, None, d_h, d_c, d_weight
+        return d_gates, None, d_h0, d_c, d_weight, None, None
+
+
+def _activate(gates: torch.Tensor, hidden: int) -> None:
+    """The LSTM's gate nonlinearities in place, over the last dimension: sigmoid for the input, forget and
+    output gates, tanh for the cell's input."""
+    gates[..., : 2 * hidden].sigmoid_()
+    gates[..., 2 * hidden : 3 * hidden].tanh_()
+    gates[..., 3 * hidden :].sigmoid_()
 
 
 class ActorCritic(nn.Module):
@@ -366,12 +393,15 @@ class ActorCritic(nn.Module):
         h, c = self.core(features, (state[0] * keep, state[1] * keep))
         return self.policy(h), self.value(h).squeeze(1), (h, c)
 
-    def unroll(self, obs: torch.Tensor, state: State, done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
+    def unroll(self, obs: torch.Tensor, state: State, done: torch.Tensor,
+               recorded: State | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
         """A whole rollout: obs (T, B, ...), done (T, B) -> policy parameters (T, B, P), values (T, B).
 
         The encoder sees all T*B observations in one batch, and so does the LSTM's input projection; only
         the recurrence steps one at a time (``_LSTMUnroll``), so that the state can be reset wherever an
-        episode ended inside the rollout.
+        episode ended inside the rollout. ``recorded``: the (h, c) each step started from (T, B, H each),
+        as acting computed them with these same weights (the worker keeps them); with them the forward
+        computes every step's gates at once, and ``state`` is ``recorded``'s first step.
         """
         steps, batch = done.shape
         features = self.encoder(obs.reshape(steps * batch, *obs.shape[2:])).view(steps, batch, -1)
@@ -380,7 +410,8 @@ class ActorCritic(nn.Module):
         keep = (1.0 - done.float()).unsqueeze(2)
         core = self.core
         xproj = F.linear(features, core.weight_ih, core.bias_ih + core.bias_hh)
-        hidden, h, c = _LSTMUnroll.apply(xproj, keep, state[0], state[1], core.weight_hh)
+        hidden, h, c = _LSTMUnroll.apply(xproj, keep, state[0], state[1], core.weight_hh,
+                                         *(recorded if recorded is not None else ()))
         return self.policy(hidden), self.value(hidden).squeeze(2), (h, c)
 
     def model_kwargs(self) -> dict:

@@ -179,6 +179,10 @@ class Worker:
         self.dones = torch.zeros(steps, num_envs)  # 1 where the episode ended at step t
         self.values = torch.zeros(steps, num_envs)
         self.mask = torch.ones(steps, num_envs)  # 0 where a game had already finished its episode
+        # The LSTM state each step started from, as acting computed it: the update's replay then computes
+        # all the steps' gates at once instead of one step after another (same weights, same numbers).
+        hidden = self.model.hidden_size if self.model.lstm else 0
+        self.state_in = (torch.zeros(steps, num_envs, hidden), torch.zeros(steps, num_envs, hidden))
 
     def sync_weights(self) -> None:
         """Copy the trained weights into the local model, once per rollout."""
@@ -247,8 +251,6 @@ class Worker:
     def train_rollout(self, obs: torch.Tensor, state, start: torch.Tensor):
         """One rollout and its update; returns what the next rollout starts from and the update's stats."""
         self.sync_weights()
-        # Detached copies: the update replays the rollout from exactly this state, not from zeros.
-        first_state = (state[0].clone(), state[1].clone())
         obs, state, start, steps = self.collect(obs, state, start)
         last_value = torch.zeros(len(self.envs))
         if self.critic and not self.whole_episodes:
@@ -258,7 +260,7 @@ class Worker:
         # Counted before the update is sent, so that a parameter server counts them with it: every worker's
         # budget check then sees the rollouts the others have sent, not only those before.
         self.shared.add_frames(self.rank, frames)
-        stats = self.update(first_state, last_value.clone(), steps)
+        stats = self.update(last_value.clone(), steps)
         stats["frames"], stats["steps"] = frames, steps
         return obs, state, start, stats
 
@@ -280,6 +282,8 @@ class Worker:
         for t in range(self.capacity):
             self.obs_buf[t].copy_(obs)
             self.starts[t].copy_(start)
+            self.state_in[0][t].copy_(state[0])
+            self.state_in[1][t].copy_(state[1])
             with torch.inference_mode():
                 params, value, state = self.model(obs, state, start)
                 actions = head.sample(params)
@@ -327,14 +331,18 @@ class Worker:
                 break
         return obs, state, start, steps
 
-    def update(self, first_state, last_value: torch.Tensor, steps: int | None = None) -> dict[str, float]:
-        """Replay the rollout's first ``steps`` steps with gradients, compute the loss, step the shared optimizer."""
+    def update(self, last_value: torch.Tensor, steps: int | None = None) -> dict[str, float]:
+        """Replay the rollout's first ``steps`` steps with gradients, compute the loss, step the shared optimizer.
+        The replay starts from the state the rollout started in (not from zeros) and steps the LSTM through
+        the states acting recorded, which the same weights computed."""
         cfg = self.cfg
         steps = steps or self.capacity
         rewards, values, dones, mask = (x[:steps] for x in (self.rewards, self.values, self.dones, self.mask))
         advantages, returns = estimate_advantages(cfg.advantage, rewards, values, dones, last_value, mask,
                                                   cfg.gamma, cfg.gae_lambda)
-        params, new_values, _ = self.model.unroll(self.obs_buf[:steps], first_state, self.starts[:steps])
+        recorded = (self.state_in[0][:steps], self.state_in[1][:steps]) if self.model.lstm else None
+        first_state = (self.state_in[0][0], self.state_in[1][0])
+        params, new_values, _ = self.model.unroll(self.obs_buf[:steps], first_state, self.starts[:steps], recorded)
         params = params.flatten(0, 1)
         log_probs, entropy = self.head.log_prob_and_entropy(params, self.actions[:steps].flatten(0, 1))
         loss, stats = policy_gradient_loss(

@@ -182,7 +182,7 @@ def test_whole_episode_rollouts_hold_exactly_one_episode_per_game(advantage):
             length = int(mask[:, game].sum())
             assert mask[:length, game].all() and not mask[length:, game].any()
             assert dones[length - 1, game] == 1 and not dones[: length - 1, game].any()
-        worker.update((state[0].clone(), state[1].clone()), torch.zeros(3), steps)
+        worker.update(torch.zeros(3), steps)
     finally:
         worker.close()
     # Only the learned-critic estimator trains the value head.

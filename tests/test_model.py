@@ -132,10 +132,12 @@ def test_patch_product_encoder_equals_the_conv_layers_outputs_and_gradients(shap
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("recorded", [False, True], ids=["stepped", "recorded-states"])
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_unroll_equals_a_loop_of_lstm_cells_in_outputs_and_gradients(dtype, tolerance):
+def test_unroll_equals_a_loop_of_lstm_cells_in_outputs_and_gradients(dtype, tolerance, recorded):
     """The written-out backward through time (_LSTMUnroll) against autograd over nn.LSTMCell step by step,
-    episode resets inside the rollout and gradients into the initial state included."""
+    episode resets inside the rollout and gradients into the initial state included; also with the states
+    acting recorded given (the worker's update), whose forward has no loop."""
     torch.manual_seed(1)
     model = ActorCritic((1, 42, 42), 3, 32).to(dtype)
     steps, batch = 9, 3
@@ -144,10 +146,14 @@ def test_unroll_equals_a_loop_of_lstm_cells_in_outputs_and_gradients(dtype, tole
     h0 = torch.randn(batch, 32, dtype=dtype, requires_grad=True)
     c0 = torch.randn(batch, 32, dtype=dtype, requires_grad=True)
 
+    states_in = []
+
     def loop():
         features = model.encoder(obs.reshape(steps * batch, 1, 42, 42)).view(steps, batch, -1)
         keep, (h, c), outputs = (1 - done).unsqueeze(2), (h0, c0), []
+        states_in.clear()
         for t in range(steps):
+            states_in.append((h.detach(), c.detach()))
             h, c = model.core(features[t], (h * keep[t], c * keep[t]))
             outputs.append(h)
         hidden = torch.stack(outputs)
@@ -158,7 +164,9 @@ def test_unroll_equals_a_loop_of_lstm_cells_in_outputs_and_gradients(dtype, tole
         return params.sin().sum() + values.cos().sum() + (h * h).sum() + 0.3 * c.sum()
 
     inputs = list(model.parameters()) + [h0, c0]
-    expected_out, got_out = loop(), model.unroll(obs, (h0, c0), done)
+    expected_out = loop()
+    states = tuple(torch.stack(x) for x in zip(*states_in)) if recorded else None
+    got_out = model.unroll(obs, (h0, c0), done, states)
     for a, b in zip(got_out[:2] + got_out[2], expected_out[:2] + expected_out[2]):
         assert torch.allclose(a, b, rtol=0, atol=tolerance)
     expected = torch.autograd.grad(loss(expected_out), inputs)

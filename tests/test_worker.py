@@ -53,8 +53,19 @@ def test_update_replays_the_rollout_from_the_state_it_started_in(basic_spec):
         obs, state, start, _ = worker.collect(obs, state, start)  # the second rollout starts mid-episode
         first_state = (state[0].clone(), state[1].clone())
         worker.collect(obs, state, start)
+        assert torch.equal(worker.state_in[0][0], first_state[0])  # the recorded states start there
         _, replayed, _ = worker.model.unroll(worker.obs_buf, first_state, worker.starts)
         assert torch.allclose(replayed, worker.values, atol=1e-5)  # exactly what was seen while acting
+        # The update's replay through the recorded states: the same values and the same gradients.
+        grads = []
+        for recorded in (None, worker.state_in):
+            worker.model.zero_grad()
+            params, values, _ = worker.model.unroll(worker.obs_buf, first_state, worker.starts, recorded)
+            assert torch.allclose(values, worker.values, atol=1e-5)
+            (params.logsumexp(2).sum() + values.square().sum()).backward()
+            grads.append([p.grad.clone() for p in worker.model.parameters()])
+        for a, b in zip(*grads):
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max()))
         zeros = worker.model.initial_state(2)
         _, from_zeros, _ = worker.model.unroll(worker.obs_buf, zeros, worker.starts)
         assert not torch.allclose(from_zeros, worker.values, atol=1e-3)  # so the carried state matters
@@ -96,11 +107,10 @@ def test_update_steps_the_shared_model_and_reports(basic_spec):
     before = [p.detach().clone() for p in shared.model.parameters()]
     try:
         obs, state, start = _start(worker)
-        first_state = (state[0].clone(), state[1].clone())
         obs, state, start, _ = worker.collect(obs, state, start)
         with torch.inference_mode():
             _, last_value, _ = worker.model(obs, state, start)
-        stats = worker.update(first_state, last_value.clone())
+        stats = worker.update(last_value.clone())
     finally:
         worker.close()
     assert [int(step) for step in shared.optimizer.steps] == [1] * len(list(shared.model.parameters()))
