@@ -95,7 +95,10 @@ def test_play_finds_best_checkpoint_by_scenario(trained):
     where, _ = trained
     result = run_script("play.py", "--scenario", "basic", "--episodes", "1", "--sample", cwd=where)
     assert result.returncode == 0, result.stderr
-    assert "sampled actions" in result.stdout
+    first = result.stdout.splitlines()[0]
+    # The scenario's own best checkpoint, not the shipped model or a random agent, with sampled actions.
+    assert first.startswith("playing basic with ") and first.endswith("sampled actions"), first
+    assert "models/basic/best.pt" in first, first
 
 
 @pytest.mark.parametrize("args,fragment", [

@@ -5,11 +5,13 @@ Each test checks that no worker and no ViZDoom engine of the run is left afterwa
 from __future__ import annotations
 
 import os
+import queue
 import re
 import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -31,13 +33,31 @@ class Training:
                                         text=True, start_new_session=True, preexec_fn=preexec_fn)
         self.lines: list[str] = []
         self.seen: set[int] = set()
+        # The pipes are read by threads, so that a wait for a line has a real deadline even when the
+        # trainer prints nothing at all (a readline on the pipe itself would block past it).
+        self._out: queue.Queue = queue.Queue()
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, self._out.put), daemon=True),
+                         threading.Thread(target=self._read, args=(self.process.stderr, self._err.append), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe, sink) -> None:
+        for line in pipe:
+            sink(line)
+        sink(None)  # end of output
 
     def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
         """Read the progress output until a line matches ``pattern``."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._out.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:  # the output ended: put the mark back for the next wait
+                self._out.put(None)
                 break
             self.lines.append(line)
             self.seen.update(descendants(self.process.pid))
@@ -60,10 +80,17 @@ class Training:
     def finish(self, timeout: float = 180) -> tuple[int, str, str]:
         """Wait for the end; the exit code, everything printed, and stderr."""
         try:
-            out, err = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         finally:
             self.kill()
-        return self.process.returncode, "".join(self.lines) + out, err
+        for reader in self._readers:
+            reader.join(timeout=30)
+        rest = []
+        while not self._out.empty():
+            line = self._out.get()
+            if line is not None:
+                rest.append(line)
+        return self.process.returncode, "".join(self.lines + rest), "".join(x for x in self._err if x is not None)
 
     def kill(self) -> None:
         """Leave nothing behind, whatever the test's outcome."""

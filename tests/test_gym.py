@@ -203,7 +203,7 @@ def test_lr_decay_follows_the_shared_frame_count():
     expected = 0.01 * (1 - frames / 1000)
     assert stats[0]["charts/learning_rate"] == pytest.approx(expected)
     # Adam's first step moves each weight by about lr (m / sqrt(v) = sign(g)): the decayed lr was used.
-    moved = max(float((p - b).abs().max()) for p, b in zip(worker.shared.model.parameters(), before))
+    moved = max(float((p.detach() - b).abs().max()) for p, b in zip(worker.shared.model.parameters(), before))
     assert moved == pytest.approx(expected, rel=1e-3)
     with pytest.raises(ValueError, match="give --max-frames"):
         TrainConfig(lr_decay=True).validate()
