@@ -296,10 +296,12 @@ class _LSTMUnroll(torch.autograd.Function):
             torch.mul(d_c.unsqueeze(1), by_dc[t], out=d_gates4[t, :, :3])
             torch.mul(d_h, by_dh[t], out=d_gates4[t, :, 3])
             d_c = d_c * carry_c[t]
-        d_h0 = torch.mm(d_gates[0], weight_hh) * keep[0]
+        # The worker's initial state is a buffer with no gradient: its product is skipped there.
+        d_h0 = torch.mm(d_gates[0], weight_hh) * keep[0] if ctx.needs_input_grad[2] else None
+        d_c0 = d_c if ctx.needs_input_grad[3] else None
         flat = d_gates.view(steps * batch, four_h)
         d_weight = torch.mm(flat.t(), h_in.view(steps * batch, hidden)) if ctx.needs_input_grad[4] else None
-        return d_gates, None, d_h0, d_c, d_weight, None, None
+        return d_gates, None, d_h0, d_c0, d_weight, None, None
 
 
 def _activate(gates: torch.Tensor, hidden: int) -> None:
