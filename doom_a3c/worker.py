@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ class SharedHandles:
     optimizer: AdamUpdate  # the shared Adam's state and its step (SharedAdam.for_workers)
     update_lock: Any  # mp.Lock: one optimizer step at a time, so the shared Adam state stays consistent
     frames: Any  # mp.Array('q', workers): frames each worker slot has trained on, written by that worker only
-    stop: Any  # mp.Event: set by the supervisor to end training
+    stop: StopFlag  # set by the supervisor to end training
     queues: list  # one mp.Queue per worker slot of EpisodeDone | UpdateDone | EnvRestarted | WorkerFailed
 
     def total_frames(self) -> int:
@@ -78,6 +79,34 @@ class SharedHandles:
         self.frames[rank] += frames
 
 
+class StopFlag:
+    """A flag in shared memory that the supervisor sets to end training and the workers poll.
+
+    Not an ``mp.Event``: its ``is_set`` and ``wait`` take a lock shared by every process, and a worker
+    killed (``kill -9``) inside one leaves that lock held -- or, inside ``wait``, leaves a sleeper that
+    ``set`` waits for forever -- so the supervisor's ``set`` would hang the whole run. A byte written by one
+    process and read by the others needs no lock.
+    """
+
+    POLL = 0.05  # seconds between looks while waiting
+
+    def __init__(self, ctx) -> None:
+        self._flag = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._flag.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the flag is set or ``timeout`` seconds pass; whether it is set."""
+        deadline = time.monotonic() + timeout
+        while not self.is_set() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(self.POLL, left))
+        return self.is_set()
+
+
 def scheduled_lr(cfg: TrainConfig, frames: int) -> float | None:
     """The learning rate after ``frames`` frames where it decays linearly to 0 at ``max_frames``; None
     where it is constant."""
@@ -100,7 +129,7 @@ def make_shared_handles(model: ActorCritic, cfg: TrainConfig, optimizer: SharedA
     counts = ctx.Array("q", cfg.workers, lock=False)
     for rank, value in enumerate(frames or []):
         counts[rank] = value
-    return SharedHandles(model, optimizer.for_workers(), ctx.Lock(), counts, ctx.Event(),
+    return SharedHandles(model, optimizer.for_workers(), ctx.Lock(), counts, StopFlag(ctx),
                          [ctx.Queue() for _ in range(cfg.workers)])
 
 

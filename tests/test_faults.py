@@ -81,16 +81,24 @@ class Training:
         """Wait for the end; the exit code, everything printed, and stderr."""
         try:
             self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._collect()
+            raise AssertionError(f"still running after {timeout:g} s; printed:\n{''.join(self.lines)}\n"
+                                 f"stderr:\n{''.join(x for x in self._err if x is not None)}") from None
         finally:
             self.kill()
+        self._collect()
+        return self.process.returncode, "".join(self.lines), "".join(x for x in self._err if x is not None)
+
+    def _collect(self) -> None:
+        """Everything still in the pipes, once the process is gone."""
         for reader in self._readers:
             reader.join(timeout=30)
-        rest = []
         while not self._out.empty():
             line = self._out.get()
             if line is not None:
-                rest.append(line)
-        return self.process.returncode, "".join(self.lines + rest), "".join(x for x in self._err if x is not None)
+                self.lines.append(line)
 
     def kill(self) -> None:
         """Leave nothing behind, whatever the test's outcome."""
@@ -226,6 +234,34 @@ def _report_wedged_in_child(channel) -> None:
     from doom_a3c.worker import _report_wedged_game
 
     _report_wedged_game(3, SimpleNamespace(queue=lambda rank: channel), "game engine 42 died holding the lock")
+
+
+def test_the_stop_flag_still_works_after_a_worker_is_killed_waiting_on_it():
+    """A worker idles in ``stop.wait`` once the budget is spent; killed there (kill -9, or the supervisor's
+    own kill of a stalled worker), it must not take the flag with it. An ``mp.Event`` would: its ``set``
+    then waits forever for the dead sleeper to wake, and the trainer hangs on stopping."""
+    import multiprocessing as mp
+
+    from doom_a3c.worker import StopFlag
+
+    ctx = mp.get_context("spawn")
+    flag, ready = StopFlag(ctx), ctx.Event()
+    process = ctx.Process(target=_wait_on_flag, args=(flag, ready))
+    process.start()
+    assert ready.wait(60), "the child never started waiting"
+    time.sleep(0.2)  # inside wait(), sleeping
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(30)
+    setter = threading.Thread(target=flag.set, daemon=True)
+    setter.start()
+    setter.join(10)
+    assert not setter.is_alive(), "set() hangs after a waiter was killed"
+    assert flag.is_set() and flag.wait(0.0)
+
+
+def _wait_on_flag(flag, ready) -> None:
+    ready.set()
+    flag.wait(60)
 
 
 def test_a_killed_worker_is_restarted_and_training_finishes(tmp_path):
