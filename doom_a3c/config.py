@@ -38,6 +38,9 @@ class TrainConfig:
     max_grad_norm: float = _help("gradient-norm clipping threshold", default=40.0)
     hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
     lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
+    acting: str = _help("what the workers act with: ort (the network's forward pass in ONNX Runtime, on the same "
+                        "weights; eager PyTorch where onnxruntime is missing) or torch (eager PyTorch)",
+                        default="ort")
     cpu_affinity: bool = _help("pin each worker and its games to a CPU core of its own, while free cores last "
                                "(hand-offs between a worker and its games stay on one core)", default=True)
     seed: int = _help("random seed; worker i uses seed + i", default=1)
@@ -102,6 +105,8 @@ class TrainConfig:
 
         if self.ray and self.ray not in ("local", "auto") and not _is_address(self.ray):
             raise ValueError(f"--ray takes local, auto or HOST:PORT, got '{self.ray}'")
+        if self.acting not in ("ort", "torch"):
+            raise ValueError(f"--acting must be ort or torch, got '{self.acting}'")
         if self.eval_mode not in ("", "greedy", "sampled"):
             raise ValueError(f"--eval-mode must be greedy or sampled, got '{self.eval_mode}'")
         if self.lr_decay and not self.max_frames:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from doom_a3c.acting import make_actor
 from doom_a3c.affinity import pin_to_free_core
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EngineError, EnvSpec, make_env
@@ -189,6 +190,8 @@ class Worker:
         self.envs = [self._start_game(i) for i in range(num_envs)]
         self.model = ActorCritic(**shared.model_kwargs())
         self.head = self.model.policy
+        # The acting forward pass: ONNX Runtime on the local model's own weights (acting.py), or the model.
+        self.actor = make_actor(self.model, num_envs, cfg.acting)
         self.local_params = list(self.model.parameters())
         self._carry = None  # (obs, state, start): where the next rollout starts
         self.critic = uses_critic(cfg.advantage)
@@ -284,7 +287,7 @@ class Worker:
         last_value = torch.zeros(len(self.envs))
         if self.critic and not self.whole_episodes:
             with torch.inference_mode():
-                _, last_value, _ = self.model(obs, state, start)
+                _, last_value, _ = self.actor(obs, state, start)
         frames = int(self.mask[:steps].sum()) * self.spec.frame_skip
         # Counted before the update is sent, so that a parameter server counts them with it: every worker's
         # budget check then sees the rollouts the others have sent, not only those before.
@@ -313,8 +316,8 @@ class Worker:
             self.starts[t].copy_(start)
             self.state_in[0][t].copy_(state[0])
             self.state_in[1][t].copy_(state[1])
-            with torch.inference_mode():
-                params, value, state = self.model(obs, state, start)
+            with torch.inference_mode():  # the actor's outputs are valid until its next call
+                params, value, state = self.actor(obs, state, start)
                 actions = head.sample(params)
             self.actions[t].copy_(actions)
             self.values[t].copy_(value)
@@ -358,7 +361,7 @@ class Worker:
             if not active.any():
                 steps = t + 1
                 break
-        return obs, state, start, steps
+        return obs, (state[0].clone(), state[1].clone()), start, steps
 
     def update(self, last_value: torch.Tensor, steps: int | None = None) -> dict[str, float]:
         """Replay the rollout's first ``steps`` steps with gradients, compute the loss, step the shared optimizer.
