@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,17 +17,22 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     not a terminal state: fold ``gamma * V(final observation)`` into its last reward and mark it done,
     as Stable-Baselines3 does. With ``gae_lambda = 1`` the returns are plain bootstrapped n-step returns.
     """
-    steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    next_advantage = torch.zeros_like(last_value)
-    next_value = last_value
-    for t in reversed(range(steps)):
-        next_non_terminal = 1.0 - dones[t].float()
-        delta = rewards[t] + gamma * next_value * next_non_terminal - values[t]
-        next_advantage = delta + gamma * gae_lambda * next_non_terminal * next_advantage
+    # The recursion runs over NumPy views of the (T, B) tensors: a few rows of numbers per step, where each
+    # torch operator would cost more to dispatch than to compute (the same float arithmetic either way).
+    rewards_np, values_np = rewards.detach().numpy(), values.detach().numpy()
+    non_terminal = 1.0 - dones.detach().float().numpy()
+    dtype = np.result_type(rewards_np, values_np)
+    gamma, decay = dtype.type(gamma), dtype.type(gamma * gae_lambda)
+    advantages = np.empty(rewards_np.shape, dtype)
+    next_advantage = np.zeros(rewards_np.shape[1:], dtype)
+    next_value = last_value.detach().numpy().astype(dtype, copy=False)
+    for t in reversed(range(rewards_np.shape[0])):
+        delta = rewards_np[t] + gamma * next_value * non_terminal[t] - values_np[t]
+        next_advantage = delta + decay * non_terminal[t] * next_advantage
         advantages[t] = next_advantage
-        next_value = values[t]
-    return advantages, advantages + values
+        next_value = values_np[t]
+    advantages_t = torch.from_numpy(advantages)
+    return advantages_t, advantages_t + values.detach()
 
 
 ADVANTAGES = ("gae", "returns", "returns-mean")

@@ -81,15 +81,20 @@ class AdamUpdate:
         whose gradient is None is skipped, as Adam skips it."""
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
-        for param, grad, step_t, exp_avg, exp_avg_sq in zip(params, grads, self.steps, self.exp_avgs,
-                                                             self.exp_avg_sqs):
-            if grad is None:
-                continue
-            step_t += 1
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            step = step_t.item()
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
-            param.addcdiv_(exp_avg, denom, value=-(lr / bias_correction1))
+        # Every parameter at once (torch._foreach_*: one operator per line below instead of one per
+        # parameter), the same elementwise arithmetic as the single-tensor path, in the same order.
+        live = [(p, g, s, m, v) for p, g, s, m, v in zip(params, grads, self.steps, self.exp_avgs, self.exp_avg_sqs)
+                if g is not None]
+        if not live:
+            return
+        params_, grads_, steps, exp_avgs, exp_avg_sqs = (list(x) for x in zip(*live))
+        torch._foreach_add_(steps, 1)
+        torch._foreach_lerp_(exp_avgs, grads_, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads_, grads_, value=1 - beta2)
+        counts = [step.item() for step in steps]
+        bias_correction2_sqrt = [(1 - beta2**step) ** 0.5 for step in counts]
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bias_correction2_sqrt)
+        torch._foreach_add_(denoms, self.eps)
+        torch._foreach_addcdiv_(params_, exp_avgs, denoms, [-(lr / (1 - beta1**step)) for step in counts])

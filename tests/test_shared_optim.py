@@ -95,3 +95,27 @@ def test_the_workers_step_is_torch_adams_bit_for_bit():
             assert torch.equal(optimizer.state[p]["exp_avg_sq"], ref_optimizer.state[q]["exp_avg_sq"])
             assert torch.equal(optimizer.state[p]["step"], ref_optimizer.state[q]["step"])
     assert optimizer.steps == 5 and int(optimizer.state[model.value.weight]["step"]) == 0
+
+
+def test_the_workers_adam_step_equals_torch_adam_bit_for_bit():
+    """AdamUpdate (every parameter at once, no Optimizer in the worker) against torch.optim.Adam's
+    single-tensor path, on the same gradients, a head without gradient and a changing learning rate."""
+    torch.manual_seed(0)
+    model = ActorCritic((1, 42, 42), 3, 32)
+    reference = ActorCritic((1, 42, 42), 3, 32)
+    reference.load_state_dict(model.state_dict())
+    shared = SharedAdam(model.parameters(), lr=1e-3, eps=1e-5)
+    adam = torch.optim.Adam(reference.parameters(), lr=1e-3, eps=1e-5, foreach=False)
+    update = shared.for_workers()
+    for step in range(25):
+        grads = [torch.randn_like(p) * (step + 1) for p in model.parameters()]
+        grads[-1] = None if step % 3 == 0 else grads[-1]  # the value head's bias: sometimes no gradient
+        lr = 1e-3 * (1 - step / 50)
+        update.step(model.parameters(), grads, lr)
+        for group in adam.param_groups:
+            group["lr"] = lr
+        for p, g in zip(reference.parameters(), grads):
+            p.grad = g
+        adam.step()
+        for mine, theirs in zip(model.parameters(), reference.parameters()):
+            assert torch.equal(mine, theirs), f"step {step}"
