@@ -198,6 +198,42 @@ def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "
     }
 
 
+def measure_parameter_server(scenario: str, senders: int, seconds: float, warmup: float,
+                             training_fps_per_worker: float | None = None) -> dict:
+    """How many updates a second one Ray parameter server applies for the preset's model, fed by
+    ``senders`` synthetic workers that send a gradient vector the moment the last one is answered; hence
+    the frames/s at which it saturates (updates/s x frames an update) and, given the training frames/s of
+    one worker, how many workers saturate it. On a private Ray instance on this machine."""
+    from doom_a3c.backends import ray_cluster
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.envs import load_env_spec, make_env
+    from doom_a3c.model import ActorCritic
+
+    spec = load_env_spec(scenario)
+    cfg = TrainConfig(scenario=spec.name)
+    for key, value in spec.train.items():
+        setattr(cfg, key, type(getattr(cfg, key))(value))
+    env = make_env(spec)
+    try:
+        model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm)
+        steps = cfg.rollout_len or getattr(env, "max_episode_steps", None) or 1  # whole episodes: at most this
+    finally:
+        env.close()
+    frames_per_update = steps * cfg.envs_per_worker * spec.frame_skip
+    ray_cluster.connect("local", senders)
+    try:
+        updates = ray_cluster.measure_parameter_server(model, cfg, frames_per_update, senders, seconds, warmup)
+    finally:
+        ray_cluster.disconnect()
+    params = sum(p.numel() for p in model.parameters())
+    figures = {"scenario": spec.name, "parameters": params, "senders": senders, "updates_per_s": updates,
+               "frames_per_update": frames_per_update, "saturation_fps": updates * frames_per_update,
+               "megabytes_per_update": 2 * params * 4 / 2**20}
+    if training_fps_per_worker:
+        figures["workers_at_saturation"] = updates * frames_per_update / training_fps_per_worker
+    return figures
+
+
 def _observation_shape(spec) -> tuple[int, ...]:
     """What the network sees: a scenario says it; a gymnasium game's wrappers decide it."""
     if hasattr(spec, "obs_shape"):
@@ -233,6 +269,14 @@ def format_table(r: dict) -> str:
                       f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} |"]
         lines.append(f"on Ray: peak resident memory of all {r['ray_processes']} processes of the run (Ray's own "
                      f"and the games' included): {r['ray_peak_rss_mb']:,.0f} MB")
+    if "parameter_server" in r:
+        ps = r["parameter_server"]
+        lines += ["", f"parameter server (one Ray actor, {ps['senders']} synthetic workers on these cores): "
+                      f"{ps['updates_per_s']:,.0f} updates/s of {ps['parameters']:,} parameters "
+                      f"({ps['megabytes_per_update']:.2f} MB in and out an update) -> saturated at "
+                      f"{ps['saturation_fps']:,.0f} frames/s ({ps['frames_per_update']} frames an update), about "
+                      f"{ps['workers_at_saturation']:.0f} workers at the {r['training_fps'] / r['workers']:,.0f} "
+                      f"frames/s each of the training phase"]
     return "\n".join(lines)
 
 
@@ -248,17 +292,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray", nargs="?", const="local", default="", metavar="ADDRESS",
                         help="also train with the workers as Ray actors (local: a private instance; auto or "
                              "HOST:PORT: a running cluster) and compare with the local processes")
+    parser.add_argument("--parameter-server", action="store_true",
+                        help="also measure how many updates a second one Ray parameter server applies for this "
+                             "preset's model, fed by --senders synthetic workers, and so where it saturates")
+    parser.add_argument("--senders", type=int, default=4,
+                        help="synthetic workers feeding the parameter server [default: 4]")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args(argv)
     workers = args.workers or os.cpu_count() or 1
-    if workers < 1 or args.seconds <= 0 or args.warmup < 0:
-        print("benchmark.py: error: --workers and --seconds must be positive, --warmup 0 or more", file=sys.stderr)
+    if workers < 1 or args.seconds <= 0 or args.warmup < 0 or args.senders < 1:
+        print("benchmark.py: error: --workers, --senders and --seconds must be positive, --warmup 0 or more",
+              file=sys.stderr)
         return 2
     from doom_a3c.backends import ClusterError
     from doom_a3c.envs import ScenarioError
 
     try:
         figures = run(args.scenario, workers, args.seconds, args.warmup, ray=args.ray)
+        if args.parameter_server:
+            figures["parameter_server"] = measure_parameter_server(
+                args.scenario, args.senders, args.seconds, args.warmup, figures["training_fps"] / workers)
     except (ScenarioError, ClusterError) as err:
         print(f"benchmark.py: error: {err}", file=sys.stderr)
         return 2

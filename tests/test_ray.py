@@ -165,3 +165,31 @@ def test_losing_a_worker_node_mid_run_training_goes_on_to_its_budget(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"worker \d died .*started it again", result.stdout), result.stdout
     assert "stopped (max_frames)" in result.stdout and "final evaluation" in result.stdout, result.stdout
+
+
+def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
+    """--parameter-server: synthetic workers keep one real server busy; its updates/s times the preset's
+    frames an update is the frames/s where it saturates, and that over one training worker's frames/s is the
+    number of workers that saturate it."""
+    import json
+
+    from doom_a3c.envs import load_env_spec, make_env
+    from doom_a3c.model import ActorCritic
+
+    result = run_script("benchmark.py", "--env", "CartPole-v1", "--seconds", "2", "--warmup", "0.5",
+                        "--parameter-server", "--senders", "2", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout)
+    server = figures["parameter_server"]
+    spec = load_env_spec("CartPole-v1")
+    env = make_env(spec)
+    model = ActorCritic.from_spaces(env.observation_space, env.action_space, int(spec.train.get("hidden_size", 256)),
+                                    bool(spec.train.get("lstm", True)))
+    env.close()
+    assert server["parameters"] == sum(p.numel() for p in model.parameters())
+    assert server["updates_per_s"] > 0 and server["senders"] == 2
+    assert server["saturation_fps"] == pytest.approx(server["updates_per_s"] * server["frames_per_update"])
+    per_worker = figures["training_fps"] / figures["workers"]
+    assert server["workers_at_saturation"] == pytest.approx(server["saturation_fps"] / per_worker)
+    bad = run_script("benchmark.py", "--env", "CartPole-v1", "--parameter-server", "--senders", "0")
+    assert bad.returncode == 2 and "--senders" in bad.stderr and "Traceback" not in bad.stderr

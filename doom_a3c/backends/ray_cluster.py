@@ -96,6 +96,13 @@ def _connect(address: str, workers: int) -> None:
 _reaper: dict = {}
 
 
+def disconnect() -> None:
+    """Leave Ray (shutting down the private instance ``connect("local", ...)`` started, and its reaper)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    _stop_reaper()
+
+
 def _start_reaper() -> None:
     """reaper.py, watching this process through a pipe only this process holds: whatever way the run
     ends, it ends the Ray processes that would outlive it (see reaper.py)."""
@@ -173,6 +180,44 @@ class ParameterServer:
 
     def where(self) -> tuple[str, int]:
         return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+@ray.remote(num_cpus=0)
+class GradientSender:
+    """For ``scripts/benchmark.py --parameter-server``: stands in for a worker that needs no time to compute
+    its gradients. Sends one synthetic update after another to the server, one in flight at a time, as a
+    worker does, with the gradient vector of the server's model and its rollout's frame count."""
+
+    def __init__(self, numel: int, frames: int, seed: int):
+        self.grads = torch.randn(numel, generator=torch.Generator().manual_seed(seed)) * 1e-3
+        self.frames = frames
+
+    def run(self, server, has_grad: list[bool], seconds: float, warmup: float) -> int:
+        """Updates answered over ``seconds`` after ``warmup``."""
+        deadline = time.monotonic() + warmup
+        while time.monotonic() < deadline:
+            ray.get(server.apply.remote(self.grads, has_grad, self.frames))
+        count, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            ray.get(server.apply.remote(self.grads, has_grad, self.frames))
+            count += 1
+        return count
+
+
+def measure_parameter_server(model: ActorCritic, cfg: TrainConfig, frames_per_update: int, senders: int,
+                             seconds: float, warmup: float) -> float:
+    """Updates per second one ``ParameterServer`` (on this machine, in the Ray instance already connected)
+    applies for ``model`` while ``senders`` synthetic workers keep it busy."""
+    server = ParameterServer.remote(model.model_kwargs(), model.state_dict(), None, cfg, 0)
+    has_grad = [True] * len(list(model.parameters()))
+    numel = sum(p.numel() for p in model.parameters())
+    actors = [GradientSender.remote(numel, frames_per_update, seed) for seed in range(senders)]
+    try:
+        counts = ray.get([a.run.remote(server, has_grad, seconds, warmup) for a in actors])
+    finally:
+        for actor in [*actors, server]:
+            ray.kill(actor)
+    return sum(counts) / seconds
 
 
 class _Outbox(list):
