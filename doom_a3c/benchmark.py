@@ -122,18 +122,25 @@ def _peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def _preset_config(spec, **settings):
+    """A TrainConfig with the scenario's own [train] defaults, as train_doom.py applies them, over ``settings``."""
+    from doom_a3c.config import TrainConfig
+
+    cfg = TrainConfig(scenario=spec.name, **settings)
+    for key, value in spec.train.items():
+        setattr(cfg, key, type(getattr(cfg, key))(value))
+    return cfg
+
+
 def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str = "") -> dict:
     """Run the real trainer with its defaults; frames/s over ``seconds`` after ``warmup``, and peak memory
     (of the trainer and its workers; with ``ray``, of every process the run started)."""
     from doom_a3c.backends.reaper import descendants
-    from doom_a3c.config import TrainConfig
     from doom_a3c.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="doom_a3c_bench_") as tmp:
-        cfg = TrainConfig(scenario=spec.name, workers=workers, run_name="benchmark", runs_dir=f"{tmp}/runs",
-                          models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1, ray=ray)
-        for key, value in spec.train.items():  # the scenario's own defaults, as train_doom.py applies them
-            setattr(cfg, key, type(getattr(cfg, key))(value))
+        cfg = _preset_config(spec, workers=workers, run_name="benchmark", runs_dir=f"{tmp}/runs",
+                             models_dir=f"{tmp}/models", frames_dir=f"{tmp}/frames", final_eval_episodes=1, ray=ray)
         # Stopped by the sampler, not by a budget or a target; max_frames stays the scenario's, so a decayed
         # learning rate follows the schedule a real run starts on.
         cfg.max_minutes, cfg.target_reward = 0.0, math.inf
@@ -205,14 +212,11 @@ def measure_parameter_server(scenario: str, senders: int, seconds: float, warmup
     the frames/s at which it saturates (updates/s x frames an update) and, given the training frames/s of
     one worker, how many workers saturate it. On a private Ray instance on this machine."""
     from doom_a3c.backends import ray_cluster
-    from doom_a3c.config import TrainConfig
     from doom_a3c.envs import load_env_spec, make_env
     from doom_a3c.model import ActorCritic
 
     spec = load_env_spec(scenario)
-    cfg = TrainConfig(scenario=spec.name)
-    for key, value in spec.train.items():
-        setattr(cfg, key, type(getattr(cfg, key))(value))
+    cfg = _preset_config(spec)
     env = make_env(spec)
     try:
         model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm)
