@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic workers feeding the parameter server [default: 4]")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args(argv)
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else os.cpu_count() or 1  # --workers 0 is refused
     if workers < 1 or args.seconds <= 0 or args.warmup < 0 or args.senders < 1:
         print("benchmark.py: error: --workers, --senders and --seconds must be positive, --warmup 0 or more",
               file=sys.stderr)

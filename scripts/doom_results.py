@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", help="scenarios to train (default: every shipped one but basic)")
     parser.add_argument("--max-frames", type=int, default=None, help="cap each run's frames (default: its own)")
     parser.add_argument("--max-minutes", type=float, default=None, help="cap each run's minutes (default: its own)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of each run (default: its own, the number of CPU cores)")
     parser.add_argument("--out-dir", default=str(ROOT / "docs"), help="where the table, figures and plot go")
     parser.add_argument("--runs-dir", default="runs/results", help="the runs' TensorBoard logs and checkpoints")
     parser.add_argument("--plot-only", action="store_true", help="train nothing: rewrite from the saved rows")
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         extra += ["--max-frames", str(args.max_frames)]
     if args.max_minutes is not None:
         extra += ["--max-minutes", str(args.max_minutes)]
+    if args.workers is not None:
+        extra += ["--workers", str(args.workers)]
     rows = []
     if not args.plot_only:
         for name in names:

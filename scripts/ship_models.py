@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="scenarios or games (default: every one with a best.pt)")
     parser.add_argument("--models-dir", default="models", help="where <name>/best.pt are read from")
+    parser.add_argument("--out-dir", default=str(PRETRAINED_DIR),
+                        help="where the shipped models and their README go [default: models/pretrained]")
     parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes the score is measured over")
     args = parser.parse_args(argv)
     models = Path(args.models_dir)
@@ -39,15 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             try:
                 spec = load_env_spec(name)
-                _, said = ship(spec, models / spec.name / "best.pt", episodes=args.episodes)
+                _, said = ship(spec, models / spec.name / "best.pt", Path(args.out_dir), args.episodes)
             except (ScenarioError, CheckpointError, EngineError) as err:
                 print(f"ship_models.py: error: {name}: {err}", file=sys.stderr)
                 failed = True
                 continue
             print(said, flush=True)
     finally:  # the table always describes what is in the folder, whatever stopped the loop
-        (PRETRAINED_DIR / "README.md").write_text(table())
-        print(f"wrote {PRETRAINED_DIR / 'README.md'}")
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "README.md").write_text(table(out))
+        print(f"wrote {out / 'README.md'}")
     return 2 if failed else 0
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import queue
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +42,19 @@ def run_script(script: str, *args: str, timeout: float = 300, env: dict | None =
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+
+def call_main(main, *args: str) -> tuple[int, str, str]:
+    """A script's main function called in this process, as its script would call it with ``args``: the exit
+    code, stdout and stderr. For bad-input checks, which need no fresh interpreter (each one costs seconds of
+    imports); one subprocess test per script checks that the script itself exits with that code."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
 
 
 # -- processes, read from /proc: what a run started and what is still running -------------------------
@@ -96,3 +115,89 @@ def is_engine(pid: int) -> bool:
 def is_worker(pid: int) -> bool:
     """A worker process (started with multiprocessing's spawn)."""
     return "multiprocessing.spawn" in cmdline(pid)
+
+
+class ScriptRun:
+    """One of scripts/*.py started in a session of its own (so that a signal sent to its process group
+    reaches no test), its output read line by line as it comes."""
+
+    def __init__(self, cwd, script: str, *args: str, preexec_fn=None):
+        command = [sys.executable, str(ROOT / "scripts" / script), *args]
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, start_new_session=True, preexec_fn=preexec_fn)
+        self.lines: list[str] = []
+        self.seen: set[int] = set()
+        # The pipes are read by threads, so that a wait for a line has a real deadline even when the
+        # trainer prints nothing at all (a readline on the pipe itself would block past it).
+        self._out: queue.Queue = queue.Queue()
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, self._out.put), daemon=True),
+                         threading.Thread(target=self._read, args=(self.process.stderr, self._err.append), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe, sink) -> None:
+        for line in pipe:
+            sink(line)
+        sink(None)  # end of output
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
+        """Read the progress output until a line matches ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._out.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:  # the output ended: put the mark back for the next wait
+                self._out.put(None)
+                break
+            self.lines.append(line)
+            self.seen.update(descendants(self.process.pid))
+            found = re.search(pattern, line)
+            if found:
+                return found
+        self.kill()
+        raise AssertionError(f"never printed /{pattern}/:\n{''.join(self.lines)}")
+
+    def training(self) -> None:
+        """Return once the workers have trained on some frames, every worker and game started."""
+        self.wait_for(r"frames\s+[1-9]")
+
+    def workers(self) -> list[int]:
+        return [pid for pid in descendants(self.process.pid) if is_worker(pid)]
+
+    def engines(self, below: int | None = None) -> list[int]:
+        return [pid for pid in descendants(below or self.process.pid) if is_engine(pid)]
+
+    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
+        """Wait for the end; the exit code, everything printed, and stderr."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._collect()
+            raise AssertionError(f"still running after {timeout:g} s; printed:\n{''.join(self.lines)}\n"
+                                 f"stderr:\n{''.join(x for x in self._err if x is not None)}") from None
+        finally:
+            self.kill()
+        self._collect()
+        return self.process.returncode, "".join(self.lines), "".join(x for x in self._err if x is not None)
+
+    def _collect(self) -> None:
+        """Everything still in the pipes, once the process is gone."""
+        for reader in self._readers:
+            reader.join(timeout=30)
+        while not self._out.empty():
+            line = self._out.get()
+            if line is not None:
+                self.lines.append(line)
+
+    def kill(self) -> None:
+        """Leave nothing behind, whatever the test's outcome."""
+        for pid in alive([*self.seen, *descendants(self.process.pid)], 0):
+            os.kill(pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

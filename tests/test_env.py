@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -29,9 +30,12 @@ def test_observation_shape_dtype_and_space(env, basic_spec):
 
 
 def test_passes_gymnasium_env_checker(basic_spec):
+    """gymnasium's checker reports most of what it finds as warnings: here each one is an error."""
     env = DoomEnv(basic_spec)
     try:
-        check_env(env, skip_render_check=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_env(env, skip_render_check=True)
     finally:
         env.close()
 

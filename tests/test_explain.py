@@ -4,7 +4,6 @@ region of the picture, the explained frame's parts, and the shipped models."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -69,7 +68,9 @@ def test_saliency_lands_on_the_part_of_the_frame_the_input_was_cut_from():
     assert 20 <= row < 26 and col < 8
 
 
-def test_an_explained_frame_of_the_real_game_and_model_renders_fast():
+def test_an_explained_frame_of_the_real_game_and_model_shows_the_game_and_the_agents_view():
+    """What it costs is not asserted (that would depend on the machine): play.py's --gif-frames help
+    quotes it."""
     spec = load_scenario("basic")
     env = make_env(spec, seed=1, render_mode="rgb_array")
     torch.manual_seed(0)
@@ -80,7 +81,6 @@ def test_an_explained_frame_of_the_real_game_and_model_renders_fast():
     try:
         obs, _ = env.reset(seed=1)
         state, not_done = model.initial_state(1), torch.zeros(1)
-        started = time.perf_counter()
         frames = []
         steps = 9  # one second of a 35-tic/s game at frame skip 4
         for _ in range(steps):
@@ -96,11 +96,9 @@ def test_an_explained_frame_of_the_real_game_and_model_renders_fast():
                 frames.append(explainer.frame(env.last_frame(), obs, forward, probs, float(value[0]), 0, 0.0))
             state = next_state
             obs, *_ = env.step(0)
-        seconds = time.perf_counter() - started
     finally:
         env.close()
     assert all(f.shape == (360, 780, 3) and f.dtype == np.uint8 for f in frames)
-    assert seconds < 5.0, f"{steps} explained frames took {seconds:.1f} s"
     # The game panel is the frame at 3x; the agent's input is drawn scaled up beside it.
     assert frames[-1][:, :480].std() > 10 and frames[-1][30:150, 490:].std() > 10
 
@@ -115,6 +113,34 @@ def test_the_shipped_basic_model_is_small_weights_only_and_plays_as_its_readme_s
     score = payload["evaluation"]
     assert score["episodes"] == 100 and score["mode"] == "greedy" and score["mean"] >= 75
     assert f"{score['mean']:.2f}" in (path.parent / "README.md").read_text()
+
+
+SHIPPED = ["CartPole-v1", "Pendulum-v1", "basic", "defend_the_center", "defend_the_line", "my_way_home", "take_cover"]
+
+
+def test_every_shipped_model_is_tested_below():
+    from doom_a3c.pretrained import shipped_names
+
+    assert sorted(shipped_names()) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_model_still_plays_its_current_scenario_file_at_its_recorded_score(name):
+    """The first episodes play.py would play (seed 0, the scenario's evaluation mode), against the scenario
+    or environment file as it is today: their mean within three of the recorded spreads of the recorded mean
+    (a changed reward, crop, resolution or action set moves it further or fails to load)."""
+    from doom_a3c.envs import load_env_spec
+    from doom_a3c.pretrained import play_score, pretrained_path
+
+    path = pretrained_path(name)
+    payload = load_checkpoint(path)
+    recorded = payload["evaluation"]
+    score = play_score(load_env_spec(name), payload, path, episodes=EPISODES_PER_MODEL)
+    assert score["mode"] == recorded["mode"]
+    assert abs(score["mean"] - recorded["mean"]) <= 3 * recorded["std"], (score, recorded)
+
+
+EPISODES_PER_MODEL = 5
 
 
 def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
@@ -138,3 +164,60 @@ def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
     payload = load_checkpoint(shipped)
     assert payload["optimizer"] is None and payload["evaluation"]["episodes"] == 3
     assert play_score(easy, payload, shipped, episodes=3)["mean"] == pytest.approx(payload["evaluation"]["mean"])
+
+
+def test_ship_models_end_to_end_ships_what_reaches_its_target_and_rewrites_the_readme(tmp_path):
+    """scripts/ship_models.py as a user runs it, into a folder of its own: the shipped CartPole model as a
+    best.pt reaches its target and is shipped again at the score it plays; an untrained Pendulum is not; the
+    README lists exactly what the folder holds."""
+    import shutil
+
+    from conftest import run_script
+    from doom_a3c.checkpoint import save_checkpoint
+    from doom_a3c.envs import load_env_spec
+    from doom_a3c.pretrained import pretrained_path
+
+    models, out = tmp_path / "models", tmp_path / "shipped"
+    (models / "CartPole-v1").mkdir(parents=True)
+    shutil.copy(pretrained_path("CartPole-v1"), models / "CartPole-v1" / "best.pt")
+    pendulum = load_env_spec("Pendulum-v1")
+    env = make_env(pendulum)
+    untrained = ActorCritic.from_spaces(env.observation_space, env.action_space, 16, False)
+    env.close()
+    save_checkpoint(models / "Pendulum-v1" / "best.pt", model=untrained, scenario=pendulum.to_dict(), config={},
+                    counters={"frames": 0})
+    result = run_script("ship_models.py", "--models-dir", str(models), "--out-dir", str(out), "--episodes", "3",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Pendulum-v1: " in result.stdout and "short of the target -200: not shipped" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["CartPole-v1.pt", "README.md"]
+    shipped = load_checkpoint(out / "CartPole-v1.pt")
+    assert shipped["optimizer"] is None and shipped["evaluation"]["episodes"] == 3
+    assert shipped["evaluation"]["mean"] >= 475
+    readme = (out / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| ") and not line.startswith("| scenario")]
+    assert len(rows) == 1 and rows[0].startswith("| CartPole-v1 | 4 | MLP 64, 4,675 parameters |")
+    assert f"{shipped['evaluation']['mean']:.2f} ± {shipped['evaluation']['std']:.2f} (greedy, 3 episodes)" in rows[0]
+    nothing = run_script("ship_models.py", "--models-dir", str(tmp_path / "empty"), "--out-dir", str(out))
+    assert nothing.returncode == 2 and "no " in nothing.stderr and "train one first" in nothing.stderr
+
+
+def test_a_model_over_the_size_limit_is_not_shipped_and_replaces_nothing(tmp_path):
+    from doom_a3c.checkpoint import save_checkpoint
+    from doom_a3c.envs import load_env_spec
+    from doom_a3c.pretrained import MAX_BYTES, ship
+
+    spec = dataclasses.replace(load_env_spec("CartPole-v1"), target_reward=-1000.0)  # any score reaches it
+    env = make_env(spec)
+    big = ActorCritic.from_spaces(env.observation_space, env.action_space, 1024, False)  # ~1M parameters, 4 MB
+    env.close()
+    source = save_checkpoint(tmp_path / "best.pt", model=big, scenario=spec.to_dict(), config={},
+                             counters={"frames": 0})
+    (tmp_path / "out").mkdir()
+    before = (tmp_path / "out" / "CartPole-v1.pt")
+    before.write_bytes(b"the model shipped before")
+    shipped, said = ship(spec, source, directory=tmp_path / "out", episodes=1)
+    assert shipped is None and f"over the {MAX_BYTES / 2**20:.0f} MB a shipped model may take" in said
+    assert before.read_bytes() == b"the model shipped before" and sorted(p.name for p in before.parent.iterdir()) == \
+        ["CartPole-v1.pt"]
+

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_script
+from conftest import call_main, run_script
 from doom_a3c.checkpoint import load_checkpoint
 
 QUICK = ["--workers", "2", "--eval-episodes", "2", "--final-eval-episodes", "3", "--baseline-episodes", "5",
@@ -46,12 +46,13 @@ def test_train_py_runs_cartpole_with_its_presets_and_logs_the_random_baseline(ca
 
 def test_play_py_plays_the_checkpoint_and_records_a_gif(cartpole):
     where, _ = cartpole
-    result = run_script("play.py", "--env", "CartPole-v1", "--episodes", "2", "--gif", "out.gif", cwd=where)
+    result = run_script("play.py", "--env", "CartPole-v1", "--episodes", "2", "--gif", "out.gif", "--gif-frames",
+                        "30", cwd=where)
     assert result.returncode == 0, result.stderr
     assert "playing CartPole-v1 with your best model models/CartPole-v1/best.pt" in result.stdout
     assert "mean reward over 2 episodes" in result.stdout
     frames = iio.imread(where / "out.gif", index=None)
-    assert frames.shape[0] > 2 and frames.shape[3] == 3
+    assert frames.shape[0] == 30 and frames.shape[3] == 3  # the first 30 of a few hundred
     # The checkpoint alone says which game it is.
     result = run_script("play.py", "--checkpoint", str(where / "models" / "CartPole-v1" / "latest.pt"),
                         "--episodes", "1", cwd=where)
@@ -60,14 +61,14 @@ def test_play_py_plays_the_checkpoint_and_records_a_gif(cartpole):
 
 def test_a_checkpoint_for_another_game_is_refused_with_the_reason(cartpole):
     where, _ = cartpole
-    result = run_script("play.py", "--env", "Pendulum-v1", "--checkpoint",
-                        str(where / "models" / "CartPole-v1" / "best.pt"), cwd=where)
-    assert result.returncode == 2
-    _no_traceback(result)
-    assert "best.pt: model expects observations of shape (4,), but this environment gives (3,)" in result.stderr
-    result = run_script("play.py", "--env", "Acrobot-v1", "--checkpoint",
-                        str(where / "models" / "CartPole-v1" / "best.pt"), cwd=where)
-    assert result.returncode == 2 and "shape (4,)" in result.stderr
+    from doom_a3c.cli import play_main
+
+    best = str(where / "models" / "CartPole-v1" / "best.pt")
+    code, _, err = call_main(play_main, "--env", "Pendulum-v1", "--checkpoint", best)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "best.pt: model expects observations of shape (4,), but this environment gives (3,)" in err
+    code, _, err = call_main(play_main, "--env", "Acrobot-v1", "--checkpoint", best)
+    assert code == 2 and "shape (4,)" in err
 
 
 def test_random_baseline_on_cartpole_is_about_twenty():
@@ -86,10 +87,11 @@ def test_random_baseline_on_cartpole_is_about_twenty():
     (["--env", "ALE/Pong-v5", "--resume"], "checkpoint not found: models/ALE-Pong-v5/latest.pt"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_code_2(args, message):
-    result = run_script("train.py", *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    _no_traceback(result)
-    assert message in result.stderr
+    from doom_a3c.cli import train_any_main
+
+    code, out, err = call_main(train_any_main, *args)
+    assert code == 2 and message in err, out + err
+    assert len(err.strip().splitlines()) == (2 if err.startswith("usage:") else 1), err  # argparse adds its usage
 
 
 def test_list_envs_shows_doom_atari_and_gym_presets():
@@ -101,10 +103,17 @@ def test_list_envs_shows_doom_atari_and_gym_presets():
 
 @pytest.mark.slow
 def test_cartpole_learns_with_the_defaults(tmp_path):
-    """A real improvement on a small budget: from the random agent's ~22 to well past it, greedy."""
-    result = run_script("train.py", "--env", "CartPole-v1", "--max-frames", "400000", "--seed", "1",
-                        "--final-eval-episodes", "20", "--target-reward", "1000", cwd=tmp_path)
+    """From the random agent's ~22 to 400, confirmed greedy over 20 episodes; the run ends there. Measured with
+    `seeds.py --env CartPole-v1 --seeds 5 --workers 2 --final-eval-episodes 20` against gymnasium's 475: the
+    weights that reached it had trained 53k, 134k, 187k and 242k frames (seeds 1, 1001, 2001, 3001); seed 4001
+    missed it by 400k (best periodic evaluation 462.8 at 302k), hence 400 here, which each of the five passed
+    by 302k; the cap, 500k, is 1.7 times that. The run trains on while the target is confirmed."""
+    result = run_script("train.py", "--env", "CartPole-v1", "--max-frames", str(CARTPOLE_CAP), "--seed", "1",
+                        "--workers", "2", "--final-eval-episodes", "20", "--target-reward", "400", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    final = float(re.search(r"final evaluation: ([-\d.]+)", result.stdout).group(1))
     print(result.stdout[-600:])
-    assert final > 150
+    assert "stopped (target 400 reached by the weights of " in result.stdout, result.stdout[-3000:]
+    assert float(re.search(r"final evaluation: ([-\d.]+)", result.stdout).group(1)) >= 400
+
+
+CARTPOLE_CAP = 500_000
