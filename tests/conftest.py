@@ -57,6 +57,17 @@ def call_main(main, *args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def scalars(run_dir: Path, tag: str) -> list:
+    """A run's TensorBoard scalars under ``tag`` (none while its events file or the tag is not there yet)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(run_dir).is_dir():
+        return []
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+
 # -- processes, read from /proc: what a run started and what is still running -------------------------
 def _state_and_parent(pid: int) -> tuple[str, int] | None:
     """A process's state letter and parent pid from /proc/<pid>/stat; None once it is gone."""

@@ -14,15 +14,11 @@ import imageio.v3 as iio
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, ScriptRun, call_main, run_script
+from conftest import ROOT, ScriptRun, call_main, run_script, scalars
 from doom_a3c.checkpoint import load_checkpoint
 
 QUICK = ["--workers", "2", "--envs-per-worker", "2", "--eval-episodes", "2", "--final-eval-episodes", "3",
          "--log-interval", "1"]
-
-
-def _no_traceback(result):
-    assert "Traceback" not in result.stderr, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -296,26 +292,18 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
                     "4", "--final-eval-episodes", "1", "--gif-interval", "0", "--log-interval", "1")
     run_dir = tmp_path / "runs" / "basic" / "pause"
     try:
-        while len(_scalars(run_dir, "charts/eval_seconds")) < 2:
+        while len(scalars(run_dir, "charts/eval_seconds")) < 2:
             run.wait_for(r"^frames ")  # a progress line a second: a bounded wait, not a fixed one
         run.process.send_signal(signal.SIGINT)
         code, out, err = run.finish(120)
     finally:
         run.kill()
     assert code == 130, out + err
-    took = _scalars(run_dir, "charts/eval_seconds")
+    took = scalars(run_dir, "charts/eval_seconds")
     assert len(took) >= 2 and all(e.value > 0.01 for e in took)  # 4 episodes of basic: tens of steps each
     for before, after in itertools.pairwise(took):
         pause = (after.wall_time - after.value) - before.wall_time  # end of one to the start of the next
         assert pause >= 9 * before.value - 0.05, (before.value, pause)
-
-
-def _scalars(run_dir, tag):
-    if not run_dir.is_dir():
-        return []
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
 
 
 def test_evaluations_come_four_times_as_often_halfway_to_the_target(tmp_path):

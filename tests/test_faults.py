@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, ScriptRun, call_main, alive, cmdline, descendants, is_engine, is_worker, run_script
+from conftest import ROOT, ScriptRun, call_main, alive, cmdline, descendants, is_engine, is_worker, run_script, scalars
 from doom_a3c.checkpoint import load_checkpoint
 
 QUICK = ["--scenario", "basic", "--workers", "2", "--envs-per-worker", "2", "--eval-episodes", "2",
@@ -33,12 +32,6 @@ class Training(ScriptRun):
 
 def _no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
-
-
-def _scalars(run_dir, tag):
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -70,7 +63,7 @@ def test_resume_continues_the_same_run_and_its_clock(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "resuming first at" in result.stdout and "resumed at" in result.stdout
     assert [p.name for p in (tmp_path / "runs" / "basic").iterdir()] == ["first"]  # no second run directory
-    steps = [event.step for event in _scalars(tmp_path / "runs" / "basic" / "first", "charts/fps")]
+    steps = [event.step for event in scalars(tmp_path / "runs" / "basic" / "first", "charts/fps")]
     assert min(steps) < before < max(steps)  # one frame axis across both sessions
     after = load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")
     assert after["counters"]["frames"] >= before + 4000 and after["optimizer"] is not None
@@ -99,10 +92,10 @@ def test_a_killed_and_a_hung_game_are_replaced_and_training_finishes(tmp_path):
     assert "final evaluation:" in out
     run_dir = tmp_path / "runs" / "basic" / "games"
     if replaced:
-        restarts = _scalars(run_dir, "charts/env_restarts")
+        restarts = scalars(run_dir, "charts/env_restarts")
         assert restarts and max(event.value for event in restarts) >= 2
     else:
-        assert _scalars(run_dir, "charts/env_restarts") and _scalars(run_dir, "charts/worker_restarts")
+        assert scalars(run_dir, "charts/env_restarts") and scalars(run_dir, "charts/worker_restarts")
     assert alive(list(run.seen), 10) == [], "a game engine or worker of the run is still running"
 
 
@@ -201,7 +194,7 @@ def test_a_killed_worker_is_restarted_and_training_finishes(tmp_path):
     assert code == 0, out + err
     assert re.search(r"worker \d died \(killed by SIGKILL\); started it again", out), out
     assert "final evaluation:" in out
-    assert _scalars(tmp_path / "runs" / "basic" / "worker", "charts/worker_restarts")
+    assert scalars(tmp_path / "runs" / "basic" / "worker", "charts/worker_restarts")
     assert alive(list(run.seen), 10) == []
 
 
