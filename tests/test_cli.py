@@ -64,8 +64,10 @@ def test_training_prints_progress_and_a_final_evaluation(trained):
     events = EventAccumulator(str(where / "runs" / "basic" / "e2e"))
     events.Reload()
     logged = {round(e.value) for e in events.Scalars("charts/fps")}
-    printed = {int(m[3]) for m in lines if int(m[3])}  # 0 until the first 2 s window closes
-    assert printed and printed <= logged, (printed, logged)
+    # 0 until the first 2 s window closes; on a fast machine the whole budget can train within it, so
+    # every line may print 0: whatever else a line prints is a window TensorBoard logged.
+    printed = {int(m[3]) for m in lines} - {0}
+    assert printed <= logged and max(logged) > 0, (printed, logged)
     rewards = [float(m[4]) for m in lines if m[4] != "-"]
     assert rewards and all(-700 <= r <= 101 for r in rewards)  # -1 a tic, -5 a missed shot, +101 for the kill
     final = re.search(r"final evaluation: (-?[\d.]+) .*over 3 episodes", result.stdout)
