@@ -335,22 +335,10 @@ def test_evaluations_come_four_times_as_often_halfway_to_the_target(tmp_path):
         evaluator.close()
 
 
-def test_benchmark_runs_a_scenario_that_decays_its_learning_rate():
-    """The benchmark trains with the scenario's own [train] table: defend_the_center decays its learning
-    rate over its max_frames, which the benchmark keeps (it stops the run itself)."""
-    from doom_a3c.envs import load_scenario
-
-    assert load_scenario("defend_the_center").train["lr_decay"] is True
-    result = run_script("benchmark.py", "--scenario", "defend_the_center", "--seconds", "2", "--warmup", "0.5",
-                        "--workers", "2", "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout)
-    assert figures["training_ratio"] > 0 and figures["preprocessed_ratio"] > 0
-
-
 @pytest.mark.parametrize("args,message", [
     (["--seconds", "0"], "--workers, --senders and --seconds must be positive, --warmup 0 or more"),
     (["--workers", "0"], "--workers, --senders and --seconds must be positive"),
+    (["--parameter-server", "--senders", "0"], "--workers, --senders and --seconds must be positive"),
     (["--env", "NoSuchGame-v0"], "unknown environment 'NoSuchGame-v0'"),
 ])
 def test_benchmark_bad_input_is_one_clear_line_and_exit_2(args, message, capsys):

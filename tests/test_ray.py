@@ -3,9 +3,15 @@ and two worker nodes of one CPU each), driven through train.py / train_doom.py a
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
@@ -180,28 +186,31 @@ def _frames(progress: re.Match) -> float:
 def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
     """--parameter-server: synthetic workers keep one real server busy; its updates/s times the preset's
     frames an update is the frames/s where it saturates, and that over one training worker's frames/s is the
-    number of workers that saturate it."""
+    number of workers that saturate it. One run on defend_the_center also shows the benchmark training with
+    the scenario's own [train] table, which decays its learning rate over its max_frames (the benchmark keeps
+    that and stops the run itself)."""
     import json
 
     from doom_a3c.benchmark import format_table
-    from doom_a3c.envs import load_env_spec, make_env
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.envs import load_scenario
     from doom_a3c.model import ActorCritic
 
-    result = run_script("benchmark.py", "--env", "CartPole-v1", "--seconds", "2", "--warmup", "0.5", "--workers", "2",
-                        "--parameter-server", "--senders", "2", "--json")
+    spec = load_scenario("defend_the_center")
+    assert spec.train["lr_decay"] is True
+    result = run_script("benchmark.py", "--scenario", "defend_the_center", "--seconds", "2", "--warmup", "0.5",
+                        "--workers", "2", "--parameter-server", "--senders", "2", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
-    # The bare game, the wrapped environment and training with the game's own defaults, like a scenario's.
-    assert figures["scenario"] == "CartPole-v1" and figures["observation"] == [4] and figures["workers"] == 2
-    assert figures["raw_fps"] > figures["training_fps"] > 0
+    # The bare game, the preprocessed game and training with the scenario's defaults.
+    assert figures["scenario"] == "defend_the_center" and figures["workers"] == 2
+    assert figures["observation"] == list(spec.obs_shape)
+    assert figures["raw_fps"] > figures["training_fps"] > 0 and figures["preprocessed_fps"] > 0
     assert figures["preprocessed_ratio"] == pytest.approx(figures["preprocessed_fps"] / figures["raw_fps"])
     assert figures["training_ratio"] == pytest.approx(figures["training_fps"] / figures["raw_fps"])
     server = figures["parameter_server"]
-    spec = load_env_spec("CartPole-v1")
-    env = make_env(spec)
-    model = ActorCritic.from_spaces(env.observation_space, env.action_space, int(spec.train.get("hidden_size", 256)),
-                                    bool(spec.train.get("lstm", True)))
-    env.close()
+    hidden = int(spec.train.get("hidden_size", TrainConfig.hidden_size))
+    model = ActorCritic(spec.obs_shape, spec.num_actions, hidden)
     assert server["parameters"] == sum(p.numel() for p in model.parameters())
     assert server["updates_per_s"] > 0 and server["senders"] == 2
     assert server["saturation_fps"] == pytest.approx(server["updates_per_s"] * server["frames_per_update"])
@@ -209,10 +218,62 @@ def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
     assert server["workers_at_saturation"] == pytest.approx(server["saturation_fps"] / per_worker)
     # The table a user reads carries the same figures.
     table = format_table(figures)
-    assert table.startswith("benchmark: CartPole-v1, 2 processes on ")
+    assert table.startswith("benchmark: defend_the_center, 2 processes on ")
     assert f"| raw game, random actions | {figures['raw_fps']:,.0f} | 1.00 |" in table
     assert f"| {figures['training_fps']:,.0f} | {figures['training_ratio']:.2f} |" in table
     assert f"{server['updates_per_s']:,.0f} updates/s of {server['parameters']:,} parameters" in table
     assert f"about {server['workers_at_saturation']:.0f} workers" in table
-    bad = run_script("benchmark.py", "--env", "CartPole-v1", "--parameter-server", "--senders", "0")
-    assert bad.returncode == 2 and "--senders" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_its_token(tmp_path):
+    """`ray start --head` as a user runs it, with token authentication (Ray 2.60's default for it): a driver
+    joining by address without RAY_AUTH_MODE=token is refused with one line that says what to set; with the
+    token it trains to its budget and leaves its checkpoint. The head is stopped through its own `--block`
+    process (not `ray stop`, which would stop every Ray instance on the machine)."""
+    import secrets
+    import socket
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(32)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    cluster_env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2", "--block",
+                             "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", ray_tmp],
+                            env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the head's port answers once its control plane is up
+            assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            time.sleep(0.5)
+        address = f"127.0.0.1:{port}"
+        args = ("--env", "CartPole-v1", "--ray", address, "--workers", "2", "--max-frames", "2000",
+                "--baseline-episodes", "1", "--final-eval-episodes", "1")
+        refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
+                                 text=True, timeout=300, cwd=tmp_path, env={**base, "HOME": str(tmp_path)})
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"--ray {address}: could not join a Ray cluster" in refused.stderr
+        assert "token authentication and refused this driver's token: set RAY_AUTH_MODE=token" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        joined = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
+                                text=True, timeout=300, cwd=tmp_path, env=cluster_env)
+        assert joined.returncode == 0, joined.stdout + joined.stderr[-3000:]
+        assert "stopped (max_frames)" in joined.stdout
+        assert load_checkpoint(tmp_path / "models" / "CartPole-v1" / "latest.pt")["counters"]["frames"] >= 2000
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -87,10 +87,49 @@ def _connect(address: str, workers: int) -> None:
                                f"with `ray start --head` or give its address") from err
     try:
         # The package travels to every node with the job; each node needs the requirements installed.
-        ray.init(address=address, runtime_env={"py_modules": [str(Path(doom_a3c.__file__).resolve().parent)]},
-                 **options)
+        with _native_stderr_held() as held:
+            ray.init(address=address, runtime_env={"py_modules": [str(Path(doom_a3c.__file__).resolve().parent)]},
+                     **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise ClusterError(f"--ray {address}: could not join a Ray cluster ({str(err).splitlines()[0]})") from err
+        reason = str(err).splitlines()[0]
+        if "InvalidAuthToken" in held.text:
+            # Ray sends a token to an explicit address only with RAY_AUTH_MODE=token (for `auto` it turns that
+            # on itself where it finds one).
+            reason = ("the cluster uses token authentication and refused this driver's token"
+                      + ("" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
+                         ": set RAY_AUTH_MODE=token, with the head's ~/.ray/auth_token here or RAY_AUTH_TOKEN"))
+        raise ClusterError(f"--ray {address}: could not join a Ray cluster ({reason})") from err
+    held.release()
+
+
+class _native_stderr_held:
+    """Hold what Ray's C++ client writes to stderr while it joins a cluster (a warning a second for each try a
+    cluster refuses, for half a minute): released as it was once joined; on a failure, read for the reason
+    and dropped, so the trainer's one line says what went wrong."""
+
+    def __enter__(self):
+        import tempfile
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile(mode="w+b")
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace")
+        self._file.close()
+
+    def release(self) -> None:
+        """Pass on what was held (the join succeeded: whatever Ray said belongs on stderr)."""
+        if self.text:
+            sys.stderr.write(self.text)
+            sys.stderr.flush()
 
 
 _reaper: dict = {}
