@@ -258,7 +258,10 @@ def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_it
         args = ("--env", "CartPole-v1", "--ray", address, "--workers", "2", "--max-frames", "2000",
                 "--baseline-episodes", "1", "--final-eval-episodes", "1")
         refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
-                                 text=True, timeout=300, cwd=tmp_path, env={**base, "HOME": str(tmp_path)})
+                                 text=True, timeout=300, cwd=tmp_path,
+                                 # two tries to reach the head instead of Ray's 20 (a second each): it refuses
+                                 # the first the same way it refuses the twentieth
+                                 env={**base, "HOME": str(tmp_path), "RAY_gcs_server_port_wait_time_s": "2"})
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert f"--ray {address}: could not join a Ray cluster" in refused.stderr
         assert "token authentication and refused this driver's token: set RAY_AUTH_MODE=token" in refused.stderr
