@@ -66,7 +66,8 @@ class TrainConfig:
     env_timeout: float = _help("seconds a game's engine may take to answer one step before it is killed and "
                                "replaced by a fresh game (a step takes about a millisecond)", default=10.0)
     worker_timeout: float = _help("seconds a worker may go without finishing a rollout before the supervisor "
-                                  "kills and restarts it", default=120.0)
+                                  "kills and restarts it (a new worker has at least 10 minutes for its first: "
+                                  "starting is slow on a busy machine)", default=120.0)
     max_worker_restarts: int = _help("worker deaths allowed in any 10 minutes; one more stops training with a "
                                      "checkpoint and exit code 1", default=5)
     run_name: str = _help("name of this run under runs/<scenario>/ (default: date and time; with --resume, the "

@@ -99,6 +99,8 @@ class Trainer:
         self.target_reached_at: tuple = (None, None)  # (frames, seconds) of the weights that reached the target
         self._stop_requested = threading.Event()
         self._write_failures: set[str] = set()
+        self.latest_frames: int | None = None  # the frames of the last latest.pt this session wrote
+        self.final_saved = False  # whether the checkpoint at the end of training was written
 
     @property
     def run_dir(self) -> Path:
@@ -218,7 +220,7 @@ class Trainer:
                 self._sync_counters()
                 if self.summaries.fps_mark is not None:  # what arrived since the last window, so a short run logs too
                     self.summaries.window(self.counters["frames"], time.monotonic(), self.counters["env_restarts"])
-                self._save(self.latest_path)
+                self.final_saved = self._save(self.latest_path)
         return stop_reason
 
     def _supervise(self) -> str:
@@ -267,11 +269,19 @@ class Trainer:
         cfg, evaluator = self.cfg, self.evaluator
         result = self._result(stop_reason)
         if stop_reason in ("interrupted", "workers_failed"):
+            if self.final_saved:
+                kept = f"checkpoint saved to {self.latest_path}"
+            elif self.latest_frames is not None or (self.resumed_from is not None and self.latest_path.exists()):
+                at = self.latest_frames if self.latest_frames is not None else self.resumed_from
+                kept = f"the last checkpoint, {self.latest_path} at {human(at)} frames, is kept"
+            else:
+                kept = "no checkpoint could be saved"
+            resume = "" if kept.startswith("no ") else " (continue with --resume)"
             if stop_reason == "workers_failed":
                 self.say(f"training stopped: {self.failure}. Tracebacks: {self.run_dir / 'worker_errors.log'}; "
-                         f"checkpoint saved to {self.latest_path} (continue with --resume)")
+                         f"{kept}{resume}")
             else:
-                self.say(f"checkpoint saved to {self.latest_path}; continue with --resume")
+                self.say(f"{kept}{resume.replace(' (', '; ').rstrip(')')}")
             self._close()
             return result
         if stop_reason == "target":
@@ -332,6 +342,8 @@ class Trainer:
                          f"training goes on")
             return False
         self._write_failures.discard(str(path))
+        if path == self.latest_path:
+            self.latest_frames = int(self.counters["frames"])
         return True
 
     def _close(self) -> None:

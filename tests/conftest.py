@@ -153,8 +153,10 @@ class ScriptRun:
             sink(line)
         sink(None)  # end of output
 
-    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match:
-        """Read the progress output until a line matches ``pattern``."""
+    def wait_for(self, pattern: str, timeout: float = 600) -> re.Match:
+        """Read the progress output until a line matches ``pattern``. The bound catches a hang, not a slow
+        machine: the output ending (the script exited) ends the wait at once, and on two cores that another
+        training keeps busy, Ray's worker actors took over two minutes to finish their first rollout."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:

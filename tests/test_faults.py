@@ -30,6 +30,12 @@ class Training(ScriptRun):
         super().__init__(cwd, "train_doom.py", *QUICK, *args, preexec_fn=preexec_fn)
 
 
+def _progress_frames(run: ScriptRun) -> float:
+    """The frame count of the next progress line ("frames 440.16k | ...")."""
+    number, unit = run.wait_for(r"^frames\s+([\d.]+)([kM]?) \|").groups()
+    return float(number) * {"": 1, "k": 1e3, "M": 1e6}[unit]
+
+
 def _no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
 
@@ -183,17 +189,29 @@ def _wait_on_flag(flag, ready) -> None:
     flag.wait(60)
 
 
-def test_a_killed_worker_is_restarted_and_training_finishes(tmp_path):
-    run = Training(tmp_path, "--run-name", "worker", "--max-frames", "40000")
+def test_a_killed_and_a_stalled_worker_are_restarted_and_training_goes_on(tmp_path):
+    """A worker killed outright, then one that stops answering (SIGSTOP: alive, but no rollout finishes)
+    until --worker-timeout; each is replaced, its games go with it, and training goes on. No frame budget:
+    on a fast machine a budget could be spent before the second fault; Ctrl-C ends the run."""
+    run = Training(tmp_path, "--run-name", "worker", "--worker-timeout", "30")
     run.training()
-    victim = run.workers()[0]
+    victim, other = run.workers()
     games = run.engines(victim)
     os.kill(victim, signal.SIGKILL)
     assert alive(games, 10) == [], "the killed worker's games outlived it"
+    run.wait_for(r"worker \d died \(killed by SIGKILL\); started it again")
+    games = run.engines(other)
+    os.kill(other, signal.SIGSTOP)
+    run.wait_for(r"worker \d died \(no rollout finished for 30 s\); started it again")
+    assert alive([other, *games], 10) == [], "the stalled worker or its games outlived it"
+    at = _progress_frames(run)
+    while _progress_frames(run) <= at:  # both workers' slots train again (bounded by wait_for)
+        pass
+    run.process.send_signal(signal.SIGINT)
     code, out, err = run.finish()
-    assert code == 0, out + err
-    assert re.search(r"worker \d died \(killed by SIGKILL\); started it again", out), out
-    assert "final evaluation:" in out
+    assert code == 130, out + err
+    saved = load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]
+    assert saved["worker_restarts"] == 2 and saved["frames"] > at, saved
     assert scalars(tmp_path / "runs" / "basic" / "worker", "charts/worker_restarts")
     assert alive(list(run.seen), 10) == []
 
@@ -273,20 +291,40 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_and_trainin
     assert alive(list(run.seen), 10) == []
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "server"])
 def test_a_ray_local_run_leaves_no_ray_process_however_it_ends(tmp_path, how):
     """--ray local starts Ray's own processes (its store, scheduler and actors) below the trainer: a
-    SIGTERM stops them in order after a checkpoint, and a SIGKILL takes every one of them down too."""
+    SIGTERM stops them in order after a checkpoint, and a SIGKILL takes every one of them down too. Losing
+    the parameter server (SIGKILL to its actor: the weights and Adam state are gone) ends the run with exit
+    code 1, one line that says so and names the checkpoint kept, and nothing left running."""
     pytest.importorskip("ray")
-    run = Training(tmp_path, "--run-name", "ray", "--ray")
+    run = Training(tmp_path, "--run-name", "ray", "--ray", "--checkpoint-interval", "1")
     run.training()
     below = descendants(run.process.pid)
     assert any("raylet" in cmdline(pid) for pid in below) and len(run.engines()) == 2 * 2 + 1
-    os.kill(run.process.pid, getattr(signal, how))
+    latest = tmp_path / "models" / "basic" / "latest.pt"
+    if how == "server":
+        deadline = time.monotonic() + 300  # a periodic checkpoint, a second after training started
+        while not latest.exists() and time.monotonic() < deadline and run.process.poll() is None:
+            time.sleep(0.2)
+        assert latest.exists(), "no periodic checkpoint was written"
+        server = [pid for pid in below if "ray::ParameterServer" in cmdline(pid)]
+        assert len(server) == 1, [cmdline(pid) for pid in below]
+        os.kill(server[0], signal.SIGKILL)
+        code, out, err = run.finish()
+        assert code == 1, out + err
+        _no_traceback(err)
+        kept = re.search(r"training stopped: the parameter server was lost \(\w+\).*; the last checkpoint, "
+                         r"models/basic/latest.pt at \S+ frames, is kept \(continue with --resume\)", out)
+        assert kept, out
+        assert "checkpoint saved to" not in out, out
+        assert load_checkpoint(latest)["counters"]["frames"] > 0
+    else:
+        os.kill(run.process.pid, getattr(signal, how))
     if how == "SIGTERM":
         code, out, err = run.finish()
         assert code == 130 and "checkpoint saved to models/basic/latest.pt" in out, out + err
-        assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
+        assert load_checkpoint(latest)["counters"]["frames"] > 0
     run.process.wait(timeout=60)
     assert alive(below, 15) == [], [cmdline(pid) for pid in alive(below, 0)]
     run.kill()

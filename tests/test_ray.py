@@ -80,6 +80,15 @@ def test_parameter_server_applies_exactly_the_gradients_it_is_sent():
         state, optimizer_state = ray.get(server.snapshot.remote())
         assert optimizer_state["state"][0]["step"] == 4
         assert all(torch.equal(state[k], v) for k, v in reference.state_dict().items())
+        # A server that dies while starting (here: weights that do not fit its model) fails the start with
+        # its reason, without waiting for the start's bound (which a busy machine must not hit).
+        from doom_a3c.backends import ClusterError
+        from doom_a3c.backends.ray_cluster import await_server
+
+        await_server(server, "local")  # a server that is up answers
+        bad = {key: value.flatten()[:1] for key, value in model.state_dict().items()}
+        with pytest.raises(ClusterError, match=r"^--ray local: the parameter server failed to start \(.*size mismatch"):
+            await_server(ParameterServer.remote(model.model_kwargs(), bad, None, cfg, 0), "local", timeout=800)
     finally:
         ray.shutdown()
 

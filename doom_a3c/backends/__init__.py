@@ -19,6 +19,15 @@ from pathlib import Path
 import torch
 
 RESTART_WINDOW = 600.0  # seconds over which worker deaths are counted
+# Seconds a new worker may take to finish its first rollout (importing torch, starting its games) before it
+# counts as stalled; --worker-timeout applies from then on. A hang catcher: on two cores that another
+# training keeps busy, a new process took minutes to start, and a slow start is not a stall.
+STARTUP_GRACE = 600.0
+
+
+def stall_limit(worker_timeout: float, started: bool) -> float:
+    """Seconds without a finished rollout after which a worker is killed and replaced."""
+    return worker_timeout if started else max(worker_timeout, STARTUP_GRACE)
 
 
 class WorkersFailing(RuntimeError):

@@ -23,7 +23,7 @@ from doom_a3c.messages import WorkerFailed, WorkerRestarted
 from doom_a3c.model import ActorCritic
 from doom_a3c.shared_optim import SharedAdam
 from doom_a3c.worker import budget_spent, make_shared_handles, worker_main
-from doom_a3c.backends import RestartBudget, load_optimizer_state
+from doom_a3c.backends import RestartBudget, load_optimizer_state, stall_limit
 
 LOCK_WAIT = 5.0  # an optimizer step holds the update lock for milliseconds; this long means its holder died
 
@@ -45,6 +45,7 @@ class LocalWorkers:
         self.processes: list = [None] * cfg.workers
         self.budget = RestartBudget(cfg.max_worker_restarts, error_log)
         self._progress = [(0, 0.0)] * cfg.workers  # (frames, when they last changed) per slot
+        self._started = [False] * cfg.workers  # whether the slot's current process has finished a rollout
         self._errors: dict[int, str] = {}
 
     # -- life cycle ---------------------------------------------------------------------------------
@@ -59,6 +60,7 @@ class LocalWorkers:
         process.start()
         self.processes[rank] = process
         self._progress[rank] = (self.handles.frames[rank], time.monotonic())
+        self._started[rank] = False
 
     def stop(self, grace: float = 30.0) -> list:
         """Ask every worker to finish its rollout and close its games; kill the ones that do not within
@@ -85,9 +87,11 @@ class LocalWorkers:
             frames = self.handles.frames[rank]
             if frames != self._progress[rank][0]:
                 self._progress[rank] = (frames, now)
+                self._started[rank] = True
             if process.is_alive():
-                if not idle and now - self._progress[rank][1] > self.cfg.worker_timeout:
-                    self._errors[rank] = f"no rollout finished for {self.cfg.worker_timeout:g} s"
+                limit = stall_limit(self.cfg.worker_timeout, self._started[rank])
+                if not idle and now - self._progress[rank][1] > limit:
+                    self._errors[rank] = f"no rollout finished for {limit:g} s"
                     _kill_worker(process)
                 continue
             messages.extend(self._drain_one(rank))  # its last words: the WorkerFailed traceback, if any
@@ -98,6 +102,10 @@ class LocalWorkers:
         reason = self._errors.pop(rank, None) or _exit_reason(process.exitcode)
         _kill_worker(process)  # anything left in its process group
         self._recover_lock()
+        # The others may have waited on the lock it held (a worker stopped in its optimizer step): their
+        # clocks start again from here, or one stalled worker would take the others down with it.
+        now = time.monotonic()
+        self._progress = [(frames, now) for frames, _ in self._progress]
         count = self.budget.spend(rank, reason)
         self.handles.queues[rank] = self.ctx.Queue()  # a fresh channel: the old one may hold a torn message
         self._spawn(rank)

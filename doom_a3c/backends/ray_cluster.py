@@ -28,7 +28,7 @@ from torch.nn.utils import parameters_to_vector
 
 import doom_a3c
 from doom_a3c.affinity import pin_to_free_core
-from doom_a3c.backends import ClusterError, RestartBudget, WorkersFailing, load_optimizer_state
+from doom_a3c.backends import ClusterError, RestartBudget, WorkersFailing, load_optimizer_state, stall_limit
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import EnvSpec
 from doom_a3c.messages import UpdateDone, WorkerRestarted
@@ -41,6 +41,10 @@ SLICE = 1.0  # seconds of rollouts per run_for call: how often a worker's messag
 QUEUED = 2
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a cluster's address to answer
 SERVER_TIMEOUT = 60.0  # seconds a parameter-server call may take before the server counts as lost
+# Seconds the parameter server may take to start: a hang catcher, not a speed bound. On a machine whose cores
+# are all busy (another training), a new Ray process may take minutes to import torch; a server that dies
+# while starting fails the run at once, with its reason.
+SERVER_START_TIMEOUT = 900.0
 OBJECT_STORE_BYTES = 100 * 1024**2  # --ray local: gradients and weights are a few MB; Ray's default is 30% of RAM
 # --ray local: gradients and weights (a few MB) go straight between the processes instead of through the
 # object store (Ray's threshold is 100 kB); measured 7% more frames/s on two cores.
@@ -353,6 +357,24 @@ class RayWorker:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
 
+def await_server(server, address: str, timeout: float = SERVER_START_TIMEOUT) -> None:
+    """Return once ``server`` (a ParameterServer actor just created) answers; ClusterError at once if it
+    dies while starting (its reason in one line), or if it has not answered after ``timeout`` seconds."""
+    ref, patience = server.where.remote(), min(30.0, timeout)
+    try:
+        try:
+            ray.get(ref, timeout=patience)
+        except GetTimeoutError:
+            print(f"--ray {address}: the parameter server has not started after {patience:g} s (are all the "
+                  f"driver's cores busy?); waiting for it up to {timeout:g} s", file=sys.stderr, flush=True)
+            ray.get(ref, timeout=timeout - patience)
+    except GetTimeoutError as err:
+        raise ClusterError(f"--ray {address}: the parameter server did not start within {timeout:g} s") from err
+    except RayError as err:  # nothing trained yet: a cluster that cannot run the server
+        last = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()
+        raise ClusterError(f"--ray {address}: the parameter server failed to start ({last})") from err
+
+
 # -- the backend ----------------------------------------------------------------------------------------------
 class RayWorkers:
     """``cfg.workers`` worker actors and a parameter server on a Ray cluster (``cfg.ray``), supervised."""
@@ -369,14 +391,7 @@ class RayWorkers:
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
             self.server = ParameterServer.options(name="a3c-parameter-server", scheduling_strategy=here).remote(
                 self.model_kwargs, model.state_dict(), optimizer_state, cfg, frames)
-            try:
-                self._call_server("where")
-            except WorkersFailing as err:  # nothing trained yet: a cluster that cannot run the server
-                cause = err.__cause__
-                why = f"did not start within {SERVER_TIMEOUT:g} s; is the driver's machine overloaded?" \
-                    if isinstance(cause, GetTimeoutError) else \
-                    f"failed to start ({(str(cause).strip().splitlines() or [type(cause).__name__])[-1].strip()})"
-                raise ClusterError(f"--ray {cfg.ray}: the parameter server {why}") from err
+            await_server(self.server, cfg.ray)
         except BaseException:
             self._disconnect()
             raise
@@ -385,6 +400,7 @@ class RayWorkers:
         self.actors: list = [None] * cfg.workers
         self.calls: dict = {}  # run_for call in flight -> (rank, the actor it was sent to)
         self.last_return = [time.monotonic()] * cfg.workers
+        self.started = [False] * cfg.workers  # whether the rank's current actor has returned a call
         self.budget = RestartBudget(cfg.max_worker_restarts, error_log)
 
     def _call_server(self, method: str, *args):
@@ -403,6 +419,7 @@ class RayWorkers:
         self.actors[rank] = RayWorker.options(name=f"a3c-worker-{rank}.{generation}").remote(
             rank, self.cfg, self.spec, self.model_kwargs, self.server)
         self.last_return[rank] = time.monotonic()
+        self.started[rank] = False
         for _ in range(QUEUED):
             self._call(rank)
 
@@ -425,11 +442,12 @@ class RayWorkers:
                 messages.append(self._restart(rank, err))
                 continue
             self.last_return[rank] = time.monotonic()
+            self.started[rank] = True
             messages.extend(self._count(returned))
             self._call(rank)
         now = time.monotonic()
         for rank, actor in enumerate(self.actors):
-            if now - self.last_return[rank] > self.cfg.worker_timeout:
+            if now - self.last_return[rank] > stall_limit(self.cfg.worker_timeout, self.started[rank]):
                 ray.kill(actor, no_restart=True)  # its calls fail at the next poll
                 self.last_return[rank] = now
         return messages
