@@ -33,7 +33,7 @@ import torch.multiprocessing as mp
 
 def _stepper(spec, preprocess: bool, seed: int):
     """(step, close): ``step()`` takes one random action in the game, starting a new episode where one
-    ends. Raw: the bare game (ViZDoom configured as training configures it, or ``gym.make`` with the
+    ends (and then returns True). Raw: the bare game (ViZDoom configured as training configures it, or ``gym.make`` with the
     emulator's own frame skip for Atari); preprocessed: the environment training uses."""
     from doom_a3c.envs import make_env
     from doom_a3c.envs.doom import build_game
@@ -45,12 +45,13 @@ def _stepper(spec, preprocess: bool, seed: int):
         actions = [[float(x) for x in a] for a in spec.actions]
         skip = spec.frame_skip
 
-        def step_game() -> None:
+        def step_game() -> bool:
             game.make_action(actions[rng.randrange(len(actions))], skip)
             if game.is_episode_finished():
                 game.new_episode()
-            else:
-                game.get_state()  # what training reads every step: the screen buffer
+                return True
+            game.get_state()  # what training reads every step: the screen buffer
+            return False
 
         return step_game, game.close
     if preprocess:
@@ -64,36 +65,39 @@ def _stepper(spec, preprocess: bool, seed: int):
     env.reset(seed=seed)
     env.action_space.seed(seed)
 
-    def step_env() -> None:
+    def step_env() -> bool:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
+            return True
+        return False
 
     return step_env, env.close
 
 
 def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int, barrier, results) -> None:
-    """One process: step the game with random actions; report frames over ``seconds`` after ``warmup``."""
+    """One process: step the game with random actions; report frames/s, steps and episodes ended over
+    ``seconds`` after ``warmup``."""
     step, close = _stepper(spec, preprocess, seed)
     barrier.wait(timeout=120)  # every process measures over the same stretch of time
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
         step()
-    steps, start = 0, time.monotonic()
+    steps, episodes, start = 0, 0, time.monotonic()
     end = start + seconds
     while True:
         for _ in range(64):
-            step()
+            episodes += step()
         steps += 64
         now = time.monotonic()
         if now >= end:
             break
-    results.put(steps * spec.frame_skip / (now - start))
+    results.put((steps * spec.frame_skip / (now - start), steps, episodes))
     close()
 
 
-def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> float:
-    """Total frames/s of ``workers`` processes stepping the game at once."""
+def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> dict:
+    """Total frames/s of ``workers`` processes stepping the game at once, and their mean steps an episode."""
     # ViZDoom creates ./_vizdoom/ when a game starts; two games starting at once in a fresh folder race for
     # it ("Failed to create ./_vizdoom/ directory: File exists") and one fails. Made here first.
     os.makedirs("_vizdoom", exist_ok=True)
@@ -104,10 +108,11 @@ def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: 
                              daemon=True) for i in range(workers)]
     for process in processes:
         process.start()
-    total = sum(results.get(timeout=seconds + warmup + 120) for _ in processes)
+    reports = [results.get(timeout=seconds + warmup + 120) for _ in processes]
     for process in processes:
         process.join(timeout=30)
-    return total
+    episodes = sum(r[2] for r in reports)
+    return {"fps": sum(r[0] for r in reports), "episode_steps": sum(r[1] for r in reports) / episodes if episodes else None}
 
 
 def _peak_rss_bytes(pid: int) -> int:
@@ -154,12 +159,13 @@ def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str
                     return
             if finished.wait(warmup):
                 return
-            frames0, start = trainer.workers.total_frames(), time.monotonic()
+            frames0, episodes0, start = trainer.workers.total_frames(), trainer.counters["episodes"], time.monotonic()
             if finished.wait(seconds):
                 return
-            frames1, end = trainer.workers.total_frames(), time.monotonic()
+            frames1, episodes1, end = trainer.workers.total_frames(), trainer.counters["episodes"], time.monotonic()
+            steps, episodes = (frames1 - frames0) / spec.frame_skip, episodes1 - episodes0
             pids = [os.getpid()] + (list(descendants(os.getpid())) if ray else trainer.workers.pids())
-            measured.update(fps=(frames1 - frames0) / (end - start),
+            measured.update(fps=(frames1 - frames0) / (end - start), episode_steps=steps / episodes if episodes else None,
                             peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
                             processes=len(pids))
             trainer.request_stop()
@@ -191,16 +197,23 @@ def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "
         "frame_skip": spec.frame_skip,
         "resolution": getattr(spec, "resolution", None),
         "observation": list(_observation_shape(spec)),
-        "raw_fps": raw,
-        "preprocessed_fps": preprocessed,
+        "raw_fps": raw["fps"],
+        "preprocessed_fps": preprocessed["fps"],
         "training_fps": training["fps"],
         "training_envs_per_worker": training["envs_per_worker"],
-        "preprocessed_ratio": preprocessed / raw,
-        "training_ratio": training["fps"] / raw,
+        "preprocessed_ratio": preprocessed["fps"] / raw["fps"],
+        "training_ratio": training["fps"] / raw["fps"],
+        # Steps an episode in each phase (None: no episode ended): where a learning agent's episodes are
+        # shorter than the random agent's, starting episodes (ViZDoom's new_episode reloads the map) costs
+        # training more per frame than it costs the raw game.
+        "raw_episode_steps": raw["episode_steps"],
+        "preprocessed_episode_steps": preprocessed["episode_steps"],
+        "training_episode_steps": training["episode_steps"],
         "training_peak_rss_mb": training["peak_rss_bytes"] / 2**20,
         "training_processes": training["processes"],
-        **({"ray": ray, "ray_fps": on_ray["fps"], "ray_ratio": on_ray["fps"] / raw,
-            "ray_to_local": on_ray["fps"] / training["fps"], "ray_peak_rss_mb": on_ray["peak_rss_bytes"] / 2**20,
+        **({"ray": ray, "ray_fps": on_ray["fps"], "ray_ratio": on_ray["fps"] / raw["fps"],
+            "ray_to_local": on_ray["fps"] / training["fps"], "ray_episode_steps": on_ray["episode_steps"],
+            "ray_peak_rss_mb": on_ray["peak_rss_bytes"] / 2**20,
             "ray_processes": on_ray["processes"]} if on_ray else {}),
     }
 
@@ -251,6 +264,10 @@ def _observation_shape(spec) -> tuple[int, ...]:
         env.close()
 
 
+def _steps(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
 def format_table(r: dict) -> str:
     """The figures as a Markdown table with a heading line."""
     lines = [
@@ -258,19 +275,20 @@ def format_table(r: dict) -> str:
         f"phase; frames = env steps x frame skip {r['frame_skip']}; "
         f"{(r['resolution'] + ' -> ') if r.get('resolution') else 'observation '}{tuple(r['observation'])}",
         "",
-        "| phase | frames/s | ratio to raw |",
-        "|---|---:|---:|",
-        f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 |",
-        f"| game + observation preprocessing | {r['preprocessed_fps']:,.0f} | {r['preprocessed_ratio']:.2f} |",
+        "| phase | frames/s | ratio to raw | steps an episode |",
+        "|---|---:|---:|---:|",
+        f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 | {_steps(r['raw_episode_steps'])} |",
+        f"| game + observation preprocessing | {r['preprocessed_fps']:,.0f} | {r['preprocessed_ratio']:.2f} | "
+        f"{_steps(r['preprocessed_episode_steps'])} |",
         f"| training (its defaults, {r['training_envs_per_worker']} games per worker) | "
-        f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} |",
+        f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} | {_steps(r['training_episode_steps'])} |",
         "",
         f"peak resident memory of the {r['training_processes']} training processes together: "
         f"{r['training_peak_rss_mb']:,.0f} MB",
     ]
     if "ray_fps" in r:
         lines[7:7] = [f"| training on Ray (--ray {r['ray']}), {r['ray_to_local']:.2f} of the local processes' | "
-                      f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} |"]
+                      f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} | {_steps(r.get('ray_episode_steps'))} |"]
         lines.append(f"on Ray: peak resident memory of all {r['ray_processes']} processes of the run (Ray's own "
                      f"and the games' included): {r['ray_peak_rss_mb']:,.0f} MB")
     if "parameter_server" in r:

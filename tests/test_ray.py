@@ -217,6 +217,10 @@ def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
     assert figures["raw_fps"] > figures["training_fps"] > 0 and figures["preprocessed_fps"] > 0
     assert figures["preprocessed_ratio"] == pytest.approx(figures["preprocessed_fps"] / figures["raw_fps"])
     assert figures["training_ratio"] == pytest.approx(figures["training_fps"] / figures["raw_fps"])
+    # Steps an episode in each phase: episodes end within the scenario's timeout (2100 tics = 525 steps).
+    longest = spec.timeout / spec.frame_skip
+    assert 1 <= figures["raw_episode_steps"] <= longest and 1 <= figures["preprocessed_episode_steps"] <= longest
+    assert figures["training_episode_steps"] is None or 1 <= figures["training_episode_steps"] <= longest
     server = figures["parameter_server"]
     hidden = int(spec.train.get("hidden_size", TrainConfig.hidden_size))
     model = ActorCritic(spec.obs_shape, spec.num_actions, hidden)
@@ -230,6 +234,7 @@ def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
     assert table.startswith("benchmark: defend_the_center, 2 processes on ")
     assert f"| raw game, random actions | {figures['raw_fps']:,.0f} | 1.00 |" in table
     assert f"| {figures['training_fps']:,.0f} | {figures['training_ratio']:.2f} |" in table
+    assert f"| 1.00 | {figures['raw_episode_steps']:,.1f} |" in table
     assert f"{server['updates_per_s']:,.0f} updates/s of {server['parameters']:,} parameters" in table
     assert f"about {server['workers_at_saturation']:.0f} workers" in table
 
