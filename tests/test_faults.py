@@ -77,27 +77,32 @@ def test_resume_continues_the_same_run_and_its_clock(tmp_path):
     assert after["run"]["name"] == "first"
 
 
-def test_a_killed_and_a_hung_game_are_replaced_and_training_finishes(tmp_path):
-    # The budget only has to outlast the recovery: while the killed game is replaced and the stopped one
-    # awaited, one worker at most trains, for about --env-timeout.
-    run = Training(tmp_path, "--run-name", "games", "--max-frames", "20000", "--env-timeout", "2")
+def test_a_killed_and_a_hung_game_are_replaced_and_training_goes_on(tmp_path):
+    """A game engine killed (a crash) and one stopped (a game that never answers again, replaced after
+    --env-timeout): both games are replaced and training goes on. No frame budget: on a fast machine the
+    other worker spent one before the watchdog fired; Ctrl-C ends the run once both are seen."""
+    run = Training(tmp_path, "--run-name", "games", "--env-timeout", "2")
     run.training()
     workers = run.workers()
     killed, stopped = run.engines(workers[0])[0], run.engines(workers[1])[0]
     os.kill(killed, signal.SIGKILL)  # a crash
     os.kill(stopped, signal.SIGSTOP)  # a game that never answers again
-    code, out, err = run.finish()
-    assert code == 0, out + err
-    _no_traceback(err)
-    assert re.search(r"game \d of worker \d restarted: engine did not answer within 2 s", out), out
+    hung = r"game \d of worker \d restarted: engine did not answer within 2 s"
     # The killed engine: its game is replaced, or, about one time in a hundred, the engine died holding
     # ViZDoom's message-queue lock and its worker is ended and started again (envs/engine.py).
-    replaced = re.search(r"game \d of worker \d restarted: engine failed", out)
-    wedged = re.search(r"worker \d died \(EngineError: game engine \d+ died holding ViZDoom's message-queue lock", out)
-    assert replaced or wedged, out
-    assert "final evaluation:" in out
+    crashed = r"game \d of worker \d restarted: engine failed|worker \d died \(EngineError: game engine \d+ died " \
+              r"holding ViZDoom's message-queue lock"
+    while not (re.search(hung, "".join(run.lines)) and re.search(crashed, "".join(run.lines))):
+        run.wait_for(rf"{hung}|{crashed}")
+    at = _progress_frames(run)
+    while _progress_frames(run) <= at:  # training goes on after both (bounded by wait_for)
+        pass
+    run.process.send_signal(signal.SIGINT)
+    code, out, err = run.finish()
+    assert code == 130, out + err
+    _no_traceback(err)
     run_dir = tmp_path / "runs" / "basic" / "games"
-    if replaced:
+    if re.search(r"game \d of worker \d restarted: engine failed", out):
         restarts = scalars(run_dir, "charts/env_restarts")
         assert restarts and max(event.value for event in restarts) >= 2
     else:
