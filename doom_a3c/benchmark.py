@@ -33,8 +33,8 @@ import torch.multiprocessing as mp
 
 def _stepper(spec, preprocess: bool, seed: int):
     """(step, close): ``step()`` takes one random action in the game, starting a new episode where one
-    ends (and then returns True). Raw: the bare game (ViZDoom configured as training configures it, or ``gym.make`` with the
-    emulator's own frame skip for Atari); preprocessed: the environment training uses."""
+    ends (and then returns True). Raw: the bare game (ViZDoom configured as training configures it, or
+    ``gym.make`` with the emulator's own frame skip for Atari); preprocessed: the environment training uses."""
     from doom_a3c.envs import make_env
     from doom_a3c.envs.doom import build_game
     from doom_a3c.envs.gym_envs import GymSpec, register_gym_envs

@@ -33,10 +33,11 @@ SECTIONS = {
 
 
 def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: int = 0,
-                   weights: str | None = None, acting: str = "ort") -> dict:
+                   weights: str | None = None, acting: str = "ort", raw_seconds: float = 5.0) -> dict:
     """Time ``rollouts`` rollouts (after ``warmup``) of one worker with the preset's defaults, pinned with
-    its games to ``core``; returns ms a rollout per section, steps an episode and frames/s on the core.
-    This process's CPU affinity and torch threads are restored afterwards."""
+    its games to ``core``, then the bare game for ``raw_seconds`` on the same core; returns ms a rollout per
+    section, steps an episode, frames/s, and µs a step against the bare game's. This process's CPU
+    affinity and torch threads are restored afterwards."""
     import torch
 
     from doom_a3c.acting import OnnxActor
@@ -108,8 +109,13 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
             steps += int(worker.mask.sum())
         total = time.perf_counter() - start
         time.sleep(0.2)  # the last rollout's episodes reach the counter
+        if worker is not None:
+            worker.close()
+            worker = None
+        raw = _raw_step(spec, raw_seconds)  # the bare game on the same core, right after
     finally:
         done.set()
+        reader.join(timeout=5)
         if worker is not None:
             worker.close()
         os.sched_setaffinity(0, affinity)
@@ -123,7 +129,28 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
         "ms_per_rollout": ms, "total_ms_per_rollout": 1000 * total / rollouts,
         "steps_per_episode": steps / episodes[0] if episodes[0] else None,
         "frames_per_s": steps * spec.frame_skip / total,
+        "us_per_step": 1e6 * total / steps,
+        "raw_us_per_step": raw["us_per_step"], "raw_steps_per_episode": raw["steps_per_episode"],
+        "ratio_to_raw": raw["us_per_step"] / (1e6 * total / steps),
     }
+
+
+def _raw_step(spec, seconds: float) -> dict:
+    """µs a step of the bare game (benchmark.py's raw phase: random actions, nothing else) on this core."""
+    from doom_a3c.benchmark import _stepper
+
+    step, close = _stepper(spec, preprocess=False, seed=1000)
+    try:
+        for _ in range(50):
+            step()
+        steps, episodes, start = 0, 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(32):
+                episodes += step()
+            steps += 32
+    finally:
+        close()
+    return {"us_per_step": 1e6 * elapsed / steps, "steps_per_episode": steps / episodes if episodes else None}
 
 
 def format_profile(r: dict) -> str:
@@ -137,7 +164,10 @@ def format_profile(r: dict) -> str:
     lines += [f"| {names[k]} | {v:.2f} | {v / total:.0%} |" for k, v in r["ms_per_rollout"].items()]
     lines += [f"| total | {total:.2f} | |", ""]
     per_episode = "-" if r["steps_per_episode"] is None else f"{r['steps_per_episode']:.1f}"
-    lines.append(f"steps an episode: {per_episode}; frames/s on this core: {r['frames_per_s']:,.0f}")
+    raw_episode = "-" if r["raw_steps_per_episode"] is None else f"{r['raw_steps_per_episode']:.1f}"
+    lines.append(f"steps an episode: {per_episode}; frames/s on this core: {r['frames_per_s']:,.0f}; "
+                 f"{r['us_per_step']:,.0f} µs a step against the bare game's {r['raw_us_per_step']:,.0f} "
+                 f"(random actions, {raw_episode} steps an episode, the same core): {r['ratio_to_raw']:.2f} of raw")
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ def test_the_sections_add_up_and_a_trained_agent_starts_more_episodes():
     affinity is left as it was."""
     affinity = os.sched_getaffinity(0)
     core = min(affinity)
-    untrained = profile_worker("basic", rollouts=3, warmup=1, core=core)
-    trained = profile_worker("basic", rollouts=3, warmup=1, core=core,
+    untrained = profile_worker("basic", rollouts=3, warmup=1, core=core, raw_seconds=1)
+    trained = profile_worker("basic", rollouts=3, warmup=1, core=core, raw_seconds=1,
                              weights=str(ROOT / "models" / "pretrained" / "basic.pt"))
     assert os.sched_getaffinity(0) == affinity
     for figures in (untrained, trained):
@@ -27,8 +27,12 @@ def test_the_sections_add_up_and_a_trained_agent_starts_more_episodes():
         assert all(ms[k] > 0 for k in SECTIONS if k != "reset"), ms
         assert ms["rest"] >= 0 and sum(ms.values()) == pytest.approx(figures["total_ms_per_rollout"])
         assert figures["frames_per_s"] > 0 and figures["rollout_len"] == 30 and figures["envs_per_worker"] == 4
+        # The bare game, timed on the same core right after: a step of it is cheaper than a training step.
+        assert 0 < figures["raw_us_per_step"] < figures["us_per_step"]
+        assert figures["ratio_to_raw"] == pytest.approx(figures["raw_us_per_step"] / figures["us_per_step"])
         table = format_profile(figures)
         assert f"| update (replay, loss, backward, clip, Adam) | {ms['update']:.2f} |" in table
+        assert f"{figures['ratio_to_raw']:.2f} of raw" in table
     # 3 rollouts x 30 steps x 4 games = 360 steps: the untrained agent's episodes last up to 75 steps
     # (about 45 measured), the shipped agent's about 7.
     assert trained["steps_per_episode"] is not None and trained["steps_per_episode"] < 20, trained
