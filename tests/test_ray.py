@@ -115,8 +115,10 @@ def test_more_workers_than_the_cluster_has_cpus_is_said_and_stops(cluster):
 @pytest.mark.slow
 def test_cartpole_learns_through_ray_on_a_three_node_cluster(cluster, tmp_path):
     """From the random agent's ~22 to 400, confirmed greedy over 20 episodes, with the workers on the
-    cluster's nodes; the run ends there. The target and the cap are test_train_any.py's, measured over five
-    seeds with local processes (not yet through Ray)."""
+    cluster's nodes; the run ends there. The target and the cap are test_train_any.py's. Measured through
+    Ray on this three-node cluster, seeds 1, 1001, 2001, 3001, 4001 (issue 28): the weights that reached
+    400 had trained 96k, 116k, 26k, 32k and 57k frames (the cap, 500k, is 4.3 times the most), and the final
+    20-episode evaluations were 500, 500, 455, 494 and 423."""
     result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster[0].address, "--workers", "2",
                         "--max-frames", "500000", "--seed", "1", "--final-eval-episodes", "20",
                         "--target-reward", "400", cwd=tmp_path,
