@@ -24,10 +24,23 @@ QUICK = ["--scenario", "basic", "--workers", "2", "--envs-per-worker", "2", "--e
 
 
 class Training(ScriptRun):
-    """train_doom.py on basic with the quick settings above, in a session of its own."""
+    """train_doom.py on basic with the quick settings above (``workers`` workers of 2 games), in a session
+    of its own."""
 
-    def __init__(self, cwd, *args: str, preexec_fn=None):
-        super().__init__(cwd, "train_doom.py", *QUICK, *args, preexec_fn=preexec_fn)
+    def __init__(self, cwd, *args: str, preexec_fn=None, workers: int = 2):
+        super().__init__(cwd, "train_doom.py", *QUICK, "--workers", str(workers), *args, preexec_fn=preexec_fn)
+        self.expected = workers
+
+    def training(self) -> None:
+        """Return once the run has trained on some frames and every worker's games run (2 each, and the
+        evaluation game): the first frames may all be one worker's while another, on a busy machine, is
+        still starting its games."""
+        super().training()
+        deadline = time.monotonic() + 600  # a hang, not a slow start
+        while len(self.engines()) < 2 * self.expected + 1:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"the games never all started: {[cmdline(p) for p in descendants(self.process.pid)]}")
+            time.sleep(0.1)
 
 
 def _progress_frames(run: ScriptRun) -> float:
@@ -195,22 +208,28 @@ def _wait_on_flag(flag, ready) -> None:
 
 
 def test_a_killed_and_a_stalled_worker_are_restarted_and_training_goes_on(tmp_path):
-    """A worker killed outright, then one that stops answering (SIGSTOP: alive, but no rollout finishes)
-    until --worker-timeout; each is replaced, its games go with it, and training goes on. No frame budget:
-    on a fast machine a budget could be spent before the second fault; Ctrl-C ends the run."""
-    run = Training(tmp_path, "--run-name", "worker", "--worker-timeout", "30")
+    """A worker killed outright, then its replacement stopped (SIGSTOP: alive, but no rollout finishes)
+    until --worker-timeout; each is replaced, its games go with it, and training goes on. One worker, so
+    that frames counted after a restart are the replacement's own rollouts (a worker stopped before its
+    first rollout would have the start's 10 minutes, not --worker-timeout). No frame budget: on a fast
+    machine a budget could be spent before the second fault; Ctrl-C ends the run."""
+    run = Training(tmp_path, "--run-name", "worker", "--worker-timeout", "30", workers=1)
     run.training()
-    victim, other = run.workers()
+    (victim,) = run.workers()
     games = run.engines(victim)
     os.kill(victim, signal.SIGKILL)
     assert alive(games, 10) == [], "the killed worker's games outlived it"
-    run.wait_for(r"worker \d died \(killed by SIGKILL\); started it again")
-    games = run.engines(other)
-    os.kill(other, signal.SIGSTOP)
-    run.wait_for(r"worker \d died \(no rollout finished for 30 s\); started it again")
-    assert alive([other, *games], 10) == [], "the stalled worker or its games outlived it"
+    run.wait_for(r"worker 0 died \(killed by SIGKILL\); started it again")
     at = _progress_frames(run)
-    while _progress_frames(run) <= at:  # both workers' slots train again (bounded by wait_for)
+    while _progress_frames(run) <= at:  # the replacement has finished rollouts (bounded by wait_for)
+        pass
+    (stalled,) = run.workers()
+    games = run.engines(stalled)
+    os.kill(stalled, signal.SIGSTOP)
+    run.wait_for(r"worker 0 died \(no rollout finished for 30 s\); started it again")
+    assert alive([stalled, *games], 10) == [], "the stalled worker or its games outlived it"
+    at = _progress_frames(run)
+    while _progress_frames(run) <= at:  # training goes on
         pass
     run.process.send_signal(signal.SIGINT)
     code, out, err = run.finish()
