@@ -407,8 +407,8 @@ class RayWorkers:
         try:
             return ray.get(getattr(self.server, method).remote(*args), timeout=SERVER_TIMEOUT)
         except (RayActorError, GetTimeoutError) as err:
-            raise WorkersFailing(f"the parameter server was lost ({type(err).__name__}): its machine is the "
-                                 f"driver's; the last checkpoint is kept") from err
+            raise WorkersFailing(f"the parameter server was lost ({type(err).__name__}), and the weights it "
+                                 f"held since the last checkpoint with it") from err
 
     def start(self) -> None:
         for rank in range(self.cfg.workers):
