@@ -80,20 +80,24 @@ def _game_loop(spec, seconds: float, warmup: float, preprocess: bool, seed: int,
     ``seconds`` after ``warmup``."""
     step, close = _stepper(spec, preprocess, seed)
     barrier.wait(timeout=120)  # every process measures over the same stretch of time
+    steps, episodes, elapsed = time_steps(step, seconds, warmup)
+    results.put((steps * spec.frame_skip / elapsed, steps, episodes))
+    close()
+
+
+def time_steps(step, seconds: float, warmup: float) -> tuple[int, int, float]:
+    """Call ``step`` (a ``_stepper`` step) for ``warmup`` seconds, then for ``seconds`` more; the steps,
+    the episodes ended and the seconds of the measured span."""
     deadline = time.monotonic() + warmup
     while time.monotonic() < deadline:
         step()
     steps, episodes, start = 0, 0, time.monotonic()
-    end = start + seconds
     while True:
         for _ in range(64):
             episodes += step()
         steps += 64
-        now = time.monotonic()
-        if now >= end:
-            break
-    results.put((steps * spec.frame_skip / (now - start), steps, episodes))
-    close()
+        if (elapsed := time.monotonic() - start) >= seconds:
+            return steps, episodes, elapsed
 
 
 def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: bool) -> dict:
@@ -111,8 +115,8 @@ def measure_game(spec, workers: int, seconds: float, warmup: float, preprocess: 
     reports = [results.get(timeout=seconds + warmup + 120) for _ in processes]
     for process in processes:
         process.join(timeout=30)
-    episodes = sum(r[2] for r in reports)
-    return {"fps": sum(r[0] for r in reports), "episode_steps": sum(r[1] for r in reports) / episodes if episodes else None}
+    steps, episodes = sum(r[1] for r in reports), sum(r[2] for r in reports)
+    return {"fps": sum(r[0] for r in reports), "episode_steps": steps / episodes if episodes else None}
 
 
 def _peak_rss_bytes(pid: int) -> int:
@@ -165,7 +169,8 @@ def measure_training(spec, workers: int, seconds: float, warmup: float, ray: str
             frames1, episodes1, end = trainer.workers.total_frames(), trainer.counters["episodes"], time.monotonic()
             steps, episodes = (frames1 - frames0) / spec.frame_skip, episodes1 - episodes0
             pids = [os.getpid()] + (list(descendants(os.getpid())) if ray else trainer.workers.pids())
-            measured.update(fps=(frames1 - frames0) / (end - start), episode_steps=steps / episodes if episodes else None,
+            measured.update(fps=(frames1 - frames0) / (end - start),
+                            episode_steps=steps / episodes if episodes else None,
                             peak_rss_bytes=sum(_peak_rss_bytes(pid) for pid in pids),
                             processes=len(pids))
             trainer.request_stop()
@@ -264,7 +269,8 @@ def _observation_shape(spec) -> tuple[int, ...]:
         env.close()
 
 
-def _steps(value: float | None) -> str:
+def steps_text(value: float | None) -> str:
+    """Steps an episode as a table shows them ("-": no episode ended)."""
     return "-" if value is None else f"{value:,.1f}"
 
 
@@ -277,18 +283,18 @@ def format_table(r: dict) -> str:
         "",
         "| phase | frames/s | ratio to raw | steps an episode |",
         "|---|---:|---:|---:|",
-        f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 | {_steps(r['raw_episode_steps'])} |",
+        f"| raw game, random actions | {r['raw_fps']:,.0f} | 1.00 | {steps_text(r['raw_episode_steps'])} |",
         f"| game + observation preprocessing | {r['preprocessed_fps']:,.0f} | {r['preprocessed_ratio']:.2f} | "
-        f"{_steps(r['preprocessed_episode_steps'])} |",
+        f"{steps_text(r['preprocessed_episode_steps'])} |",
         f"| training (its defaults, {r['training_envs_per_worker']} games per worker) | "
-        f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} | {_steps(r['training_episode_steps'])} |",
+        f"{r['training_fps']:,.0f} | {r['training_ratio']:.2f} | {steps_text(r['training_episode_steps'])} |",
         "",
         f"peak resident memory of the {r['training_processes']} training processes together: "
         f"{r['training_peak_rss_mb']:,.0f} MB",
     ]
     if "ray_fps" in r:
         lines[7:7] = [f"| training on Ray (--ray {r['ray']}), {r['ray_to_local']:.2f} of the local processes' | "
-                      f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} | {_steps(r.get('ray_episode_steps'))} |"]
+                      f"{r['ray_fps']:,.0f} | {r['ray_ratio']:.2f} | {steps_text(r.get('ray_episode_steps'))} |"]
         lines.append(f"on Ray: peak resident memory of all {r['ray_processes']} processes of the run (Ray's own "
                      f"and the games' included): {r['ray_peak_rss_mb']:,.0f} MB")
     if "parameter_server" in r:

@@ -109,9 +109,8 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
             steps += int(worker.mask.sum())
         total = time.perf_counter() - start
         time.sleep(0.2)  # the last rollout's episodes reach the counter
-        if worker is not None:
-            worker.close()
-            worker = None
+        worker.close()
+        worker = None
         raw = _raw_step(spec, raw_seconds)  # the bare game on the same core, right after
     finally:
         done.set()
@@ -120,6 +119,7 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
             worker.close()
         os.sched_setaffinity(0, affinity)
         torch.set_num_threads(threads)
+    us_per_step = 1e6 * total / steps
     ms = {k: 1000 * v / rollouts for k, v in times.items()}
     ms["rest"] = 1000 * total / rollouts - sum(ms.values())
     return {
@@ -129,25 +129,19 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
         "ms_per_rollout": ms, "total_ms_per_rollout": 1000 * total / rollouts,
         "steps_per_episode": steps / episodes[0] if episodes[0] else None,
         "frames_per_s": steps * spec.frame_skip / total,
-        "us_per_step": 1e6 * total / steps,
+        "us_per_step": us_per_step,
         "raw_us_per_step": raw["us_per_step"], "raw_steps_per_episode": raw["steps_per_episode"],
-        "ratio_to_raw": raw["us_per_step"] / (1e6 * total / steps),
+        "ratio_to_raw": raw["us_per_step"] / us_per_step,
     }
 
 
 def _raw_step(spec, seconds: float) -> dict:
     """µs a step of the bare game (benchmark.py's raw phase: random actions, nothing else) on this core."""
-    from doom_a3c.benchmark import _stepper
+    from doom_a3c.benchmark import _stepper, time_steps
 
     step, close = _stepper(spec, preprocess=False, seed=1000)
     try:
-        for _ in range(50):
-            step()
-        steps, episodes, start = 0, 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            for _ in range(32):
-                episodes += step()
-            steps += 32
+        steps, episodes, elapsed = time_steps(step, seconds, warmup=0.2)
     finally:
         close()
     return {"us_per_step": 1e6 * elapsed / steps, "steps_per_episode": steps / episodes if episodes else None}
@@ -155,6 +149,8 @@ def _raw_step(spec, seconds: float) -> dict:
 
 def format_profile(r: dict) -> str:
     """The figures as a Markdown table with a heading line."""
+    from doom_a3c.benchmark import steps_text
+
     total = r["total_ms_per_rollout"]
     names = {**SECTIONS, "rest": "the rest (rollout bookkeeping, messages)"}
     lines = [f"profile: {r['scenario']}, one worker and its {r['envs_per_worker']} games on core {r['core']}, "
@@ -163,11 +159,10 @@ def format_profile(r: dict) -> str:
              "", "| section | ms a rollout | share |", "|---|---:|---:|"]
     lines += [f"| {names[k]} | {v:.2f} | {v / total:.0%} |" for k, v in r["ms_per_rollout"].items()]
     lines += [f"| total | {total:.2f} | |", ""]
-    per_episode = "-" if r["steps_per_episode"] is None else f"{r['steps_per_episode']:.1f}"
-    raw_episode = "-" if r["raw_steps_per_episode"] is None else f"{r['raw_steps_per_episode']:.1f}"
-    lines.append(f"steps an episode: {per_episode}; frames/s on this core: {r['frames_per_s']:,.0f}; "
-                 f"{r['us_per_step']:,.0f} µs a step against the bare game's {r['raw_us_per_step']:,.0f} "
-                 f"(random actions, {raw_episode} steps an episode, the same core): {r['ratio_to_raw']:.2f} of raw")
+    lines.append(f"steps an episode: {steps_text(r['steps_per_episode'])}; frames/s on this core: "
+                 f"{r['frames_per_s']:,.0f}; {r['us_per_step']:,.0f} µs a step against the bare game's "
+                 f"{r['raw_us_per_step']:,.0f} (random actions, {steps_text(r['raw_steps_per_episode'])} steps an "
+                 f"episode, the same core): {r['ratio_to_raw']:.2f} of raw")
     return "\n".join(lines)
 
 
