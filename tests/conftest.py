@@ -19,6 +19,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# How long a test waits for a process, a line or a file before calling it hung. A bound for a hang, not for
+# a slow machine: under a second training on the same two cores, Ray's workers took over two minutes to
+# finish their first rollout and a whole basic run through Ray 221 s. pytest-timeout's 900 s is above it.
+HANG = 600
+
 # One thread per test process: the suite must behave on a 2-core CI machine.
 torch.set_num_threads(1)
 
@@ -36,7 +41,7 @@ def basic_spec():
     return load_scenario("basic")
 
 
-def run_script(script: str, *args: str, timeout: float = 300, env: dict | None = None,
+def run_script(script: str, *args: str, timeout: float = HANG, env: dict | None = None,
                cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run one of scripts/*.py the way a user does, in a fresh interpreter, and capture its output."""
     full_env = {**os.environ, **(env or {})}
@@ -153,7 +158,7 @@ class ScriptRun:
             sink(line)
         sink(None)  # end of output
 
-    def wait_for(self, pattern: str, timeout: float = 600) -> re.Match:
+    def wait_for(self, pattern: str, timeout: float = HANG) -> re.Match:
         """Read the progress output until a line matches ``pattern``. The bound catches a hang, not a slow
         machine: the output ending (the script exited) ends the wait at once, and on two cores that another
         training keeps busy, Ray's worker actors took over two minutes to finish their first rollout."""
@@ -184,7 +189,7 @@ class ScriptRun:
     def engines(self, below: int | None = None) -> list[int]:
         return [pid for pid in descendants(below or self.process.pid) if is_engine(pid)]
 
-    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
+    def finish(self, timeout: float = HANG) -> tuple[int, str, str]:
         """Wait for the end; the exit code, everything printed, and stderr."""
         try:
             self.process.wait(timeout=timeout)

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, ScriptRun, call_main, run_script, scalars
+from conftest import HANG, ROOT, ScriptRun, call_main, run_script, scalars
 from doom_a3c.checkpoint import load_checkpoint
 
 QUICK = ["--workers", "2", "--envs-per-worker", "2", "--eval-episodes", "2", "--final-eval-episodes", "3",
@@ -77,6 +77,10 @@ def test_training_prints_progress_and_a_final_evaluation(trained):
     assert printed <= logged and max(logged) > 0, (printed, logged)
     rewards = [float(m[4]) for m in lines if m[4] != "-"]
     assert rewards and all(-700 <= r <= 101 for r in rewards)  # -1 a tic, -5 a missed shot, +101 for the kill
+    # Each printed reward is the mean of the last (up to) 100 episodes TensorBoard logged when it was printed.
+    episodes = [e.value for e in events.Scalars("charts/episode_reward")]
+    means = [sum(episodes[max(0, k - 100):k]) / len(episodes[max(0, k - 100):k]) for k in range(1, len(episodes) + 1)]
+    assert all(min(abs(r - m) for m in means) <= 0.051 for r in rewards), (rewards, episodes)
     final = re.search(r"final evaluation: (-?[\d.]+) .*over 3 episodes", result.stdout)
     assert final and float(final[1]) == pytest.approx(events.Scalars("eval/final_mean")[-1].value, abs=0.05)
 
@@ -181,13 +185,20 @@ def test_play_without_a_model_of_its_own_or_a_shipped_one_says_how_to_train_one(
 
 def test_play_before_any_training_plays_the_shipped_model_and_says_so_first(tmp_path):
     """A fresh clone: no models/basic/best.pt, so play.py plays models/pretrained/basic.pt, names it on
-    its first line, and scores what the shipped model was measured at (its README's figure)."""
+    its first line, and prints the episodes that model plays (the same rewards as playing it in process)."""
+    from doom_a3c.checkpoint import load_checkpoint
+    from doom_a3c.envs import load_scenario
+    from doom_a3c.pretrained import play_score, pretrained_path
+
     result = run_script("play.py", "--episodes", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("playing basic with the shipped model ") and "models/pretrained/basic.pt" in first
     rewards = [float(x) for x in re.findall(r"episode \d+: reward (-?[\d.]+)", result.stdout)]
-    assert len(rewards) == 3 and min(rewards) > 0  # the random agent averages about -200
+    path = pretrained_path("basic")
+    expected = play_score(load_scenario("basic"), load_checkpoint(path), path, episodes=3)
+    assert len(rewards) == 3 and sum(rewards) / 3 == pytest.approx(expected["mean"], abs=0.05)  # printed to 0.1
+    assert expected["mean"] > 0  # the random agent averages about -200
 
 
 def test_play_corrupt_checkpoint(tmp_path):
@@ -254,7 +265,7 @@ def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
         stale.add_scalar("charts/episode_reward", -999.0, 10**9)
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "basic", "--max-frames",
                              "3000", "--workers", "2", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                            capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     table = (out / "doom_results.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| basic "))
@@ -266,7 +277,7 @@ def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
     bound = 3000 + 2 * 480
     assert curve and all(step <= bound and reward > -999 for step, reward in curve)
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "--plot-only", "--out-dir",
-                            str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            str(out)], capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
     assert again.returncode == 0 and (out / "doom_results.md").read_text() == table
     bad = run_script("doom_results.py", "no_such_scenario")
     assert bad.returncode == 2 and "unknown scenario 'no_such_scenario'" in bad.stderr
@@ -304,7 +315,7 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
         while len(scalars(run_dir, "charts/eval_seconds")) < 2:
             run.wait_for(r"^frames ")  # a progress line a second: a bounded wait, not a fixed one
         run.process.send_signal(signal.SIGINT)
-        code, out, err = run.finish(120)
+        code, out, err = run.finish()
     finally:
         run.kill()
     assert code == 130, out + err

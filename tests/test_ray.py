@@ -18,7 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, ScriptRun, run_script
+from conftest import HANG, ROOT, ScriptRun, run_script
 from doom_a3c.checkpoint import load_checkpoint
 
 ray = pytest.importorskip("ray")
@@ -94,19 +94,17 @@ def test_parameter_server_applies_exactly_the_gradients_it_is_sent():
 
 
 def test_bad_ray_addresses_are_one_clear_line_and_exit_code_2():
-    started = time.monotonic()
     result = run_script("train.py", "--env", "CartPole-v1", "--ray", "127.0.0.1:9")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--ray 127.0.0.1:9: no Ray cluster answers there" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert time.monotonic() - started < 30
     result = run_script("train.py", "--env", "CartPole-v1", "--ray", "nowhere")
     assert result.returncode == 2 and "--ray takes local, auto or HOST:PORT, got 'nowhere'" in result.stderr
 
 
 def test_more_workers_than_the_cluster_has_cpus_is_said_and_stops(cluster):
     result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster[0].address, "--workers", "5",
-                        "--max-frames", "1000", timeout=120)
+                        "--max-frames", "1000")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--workers 5 needs 5 CPUs and the Ray cluster has 3" in result.stderr
     assert "Traceback" not in result.stderr
@@ -121,8 +119,7 @@ def test_cartpole_learns_through_ray_on_a_three_node_cluster(cluster, tmp_path):
     20-episode evaluations were 500, 500, 455, 494 and 423."""
     result = run_script("train.py", "--env", "CartPole-v1", "--ray", cluster[0].address, "--workers", "2",
                         "--max-frames", "500000", "--seed", "1", "--final-eval-episodes", "20",
-                        "--target-reward", "400", cwd=tmp_path,
-                        timeout=600)
+                        "--target-reward", "400", "--max-minutes", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout[-600:])
     # The target ends the run only where an evaluation comes in time (they pause 9 times their length):
@@ -132,7 +129,7 @@ def test_cartpole_learns_through_ray_on_a_three_node_cluster(cluster, tmp_path):
 
 def test_basic_through_ray_leaves_events_a_checkpoint_and_a_gif(cluster, tmp_path):
     result = run_script("train_doom.py", "--scenario", "basic", "--ray", cluster[0].address, "--max-frames", "6000",
-                        "--run-name", "e2e", *QUICK, cwd=tmp_path, timeout=300)
+                        "--run-name", "e2e", *QUICK, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "training basic: 2 workers x 4 games" in result.stdout
     events = EventAccumulator(str(tmp_path / "runs" / "basic" / "e2e"), size_guidance={"images": 0})
@@ -162,7 +159,7 @@ def test_losing_a_worker_node_mid_run_the_worker_is_started_again_and_training_g
     run = ScriptRun(tmp_path, "train.py", "--env", "CartPole-v1", "--ray", cluster.address, "--workers", "2",
                     "--max-frames", str(10**9), "--target-reward", "1000", "--run-name", "node", *QUICK[2:])
     try:
-        run.wait_for(r"^frames\s+[1-9]", timeout=300)
+        run.wait_for(r"^frames\s+[1-9]")
         ray.init(address=cluster.address)
         try:  # the node of a worker, not the parameter server's (the driver's)
             where = {}
@@ -175,12 +172,12 @@ def test_losing_a_worker_node_mid_run_the_worker_is_started_again_and_training_g
         server = where.pop("a3c-parameter-server")
         victim = next(node for node in doomed if node.node_id in set(where.values()) - {server})
         cluster.remove_node(victim)
-        run.wait_for(r"worker \d died .*started it again", timeout=300)
-        restarted_at = _frames(run.wait_for(PROGRESS, timeout=120))
-        while _frames(run.wait_for(PROGRESS, timeout=120)) <= restarted_at + 2000:
+        run.wait_for(r"worker \d died .*started it again")
+        restarted_at = _frames(run.wait_for(PROGRESS))
+        while _frames(run.wait_for(PROGRESS)) <= restarted_at + 2000:
             pass  # the restarted worker and the one that was left train on
         run.process.send_signal(signal.SIGTERM)
-        code, out, err = run.finish(120)
+        code, out, err = run.finish()
     finally:
         run.kill()
         cluster.shutdown()
@@ -244,8 +241,9 @@ def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
 def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_its_token(tmp_path):
     """`ray start --head` as a user runs it, with token authentication (Ray 2.60's default for it): a driver
     joining by address without RAY_AUTH_MODE=token is refused with one line that says what to set; with the
-    token it trains to its budget and leaves its checkpoint. The head is stopped through its own `--block`
-    process (not `ray stop`, which would stop every Ray instance on the machine)."""
+    token, joining as `--ray auto` finds the cluster (RAY_ADDRESS, as on a cluster's node), it trains to its
+    budget and leaves its checkpoint. The head is stopped through its own `--block` process (not `ray stop`,
+    which would stop every Ray instance on the machine)."""
     import secrets
     import socket
     import tempfile
@@ -263,7 +261,7 @@ def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_it
                             env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG
         while True:  # the head's port answers once its control plane is up
             assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
             with contextlib.suppress(OSError):
@@ -271,10 +269,10 @@ def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_it
                 break
             time.sleep(0.5)
         address = f"127.0.0.1:{port}"
-        args = ("--env", "CartPole-v1", "--ray", address, "--workers", "2", "--max-frames", "2000",
-                "--baseline-episodes", "1", "--final-eval-episodes", "1")
-        refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
-                                 text=True, timeout=300, cwd=tmp_path,
+        args = ("--env", "CartPole-v1", "--workers", "2", "--max-frames", "2000", "--baseline-episodes", "1",
+                "--final-eval-episodes", "1")
+        refused = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args, "--ray", address],
+                                 capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
                                  # two tries to reach the head instead of Ray's 20 (a second each): it refuses
                                  # the first the same way it refuses the twentieth
                                  env={**base, "HOME": str(tmp_path), "RAY_gcs_server_port_wait_time_s": "2"})
@@ -283,8 +281,9 @@ def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_it
         assert "token authentication and refused this driver's token: set RAY_AUTH_MODE=token" in refused.stderr
         assert "Traceback" not in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-        joined = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
-                                text=True, timeout=300, cwd=tmp_path, env=cluster_env)
+        joined = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args, "--ray", "auto"],
+                                capture_output=True, text=True, timeout=HANG, cwd=tmp_path,
+                                env={**cluster_env, "RAY_ADDRESS": address})
         assert joined.returncode == 0, joined.stdout + joined.stderr[-3000:]
         assert "stopped (max_frames)" in joined.stdout
         assert load_checkpoint(tmp_path / "models" / "CartPole-v1" / "latest.pt")["counters"]["frames"] >= 2000
