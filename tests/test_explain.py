@@ -127,8 +127,10 @@ def test_every_shipped_model_is_tested_below():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_model_still_plays_its_current_scenario_file_at_its_recorded_score(name):
     """The first episodes play.py would play (seed 0, the scenario's evaluation mode), against the scenario
-    or environment file as it is today: their mean within three of the recorded spreads of the recorded mean
-    (a changed reward, crop, resolution or action set moves it further or fails to load)."""
+    or environment file as it is today: their mean within three standard errors (the recorded spread over
+    the square root of the episodes) of the recorded mean. A changed reward, crop, resolution or action set
+    moves it further or fails to load; the band leaves out every random agent's score (take_cover's widest:
+    1,019 ± 424 against the random agent's 301)."""
     from doom_a3c.envs import load_env_spec
     from doom_a3c.pretrained import play_score, pretrained_path
 
@@ -137,10 +139,10 @@ def test_each_shipped_model_still_plays_its_current_scenario_file_at_its_recorde
     recorded = payload["evaluation"]
     score = play_score(load_env_spec(name), payload, path, episodes=EPISODES_PER_MODEL)
     assert score["mode"] == recorded["mode"]
-    assert abs(score["mean"] - recorded["mean"]) <= 3 * recorded["std"], (score, recorded)
+    assert abs(score["mean"] - recorded["mean"]) <= 3 * recorded["std"] / EPISODES_PER_MODEL ** 0.5, (score, recorded)
 
 
-EPISODES_PER_MODEL = 5
+EPISODES_PER_MODEL = 20
 
 
 def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):

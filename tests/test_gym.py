@@ -6,11 +6,10 @@ on, the model picks the right encoder and head, and the real worker trains on it
 
 from __future__ import annotations
 
-import queue
-
 import numpy as np
 import pytest
 import torch
+from conftest import HANG
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.envs import GymSpec, ScenarioError, ScenarioSpec, load_env_spec, make_env
@@ -173,19 +172,12 @@ def test_whole_episode_rollouts_hold_exactly_one_episode_per_game(advantage):
         state, start = worker.model.initial_state(3), torch.ones(3)
         obs, state, start, steps = worker.collect(obs, state, start)
         episodes = []
-        # The queue's feeder thread delivers asynchronously: the three episodes are awaited (a bound only a
-        # hang reaches), then anything more that arrives within a second, which would be an extra episode.
-        while len(episodes) < 3:
-            message = worker.shared.queue(0).get(timeout=60)
+        # Everything the rollout sent, read up to a mark put behind it: one feeder thread delivers this
+        # process's messages in the order they were put, so an extra episode would come before the mark.
+        worker.shared.queue(0).put("end of rollout")
+        while (message := worker.shared.queue(0).get(timeout=HANG)) != "end of rollout":
             if isinstance(message, EpisodeDone):
                 episodes.append(message.length)
-        try:
-            while True:
-                message = worker.shared.queue(0).get(timeout=1)
-                if isinstance(message, EpisodeDone):
-                    episodes.append(message.length)
-        except queue.Empty:
-            pass
         mask, dones = worker.mask[:steps], worker.dones[:steps]
         assert len(episodes) == 3 and steps == max(episodes)  # the rollout lasts as long as the longest
         assert sorted(mask.sum(0).tolist()) == sorted(float(n) for n in episodes)

@@ -37,7 +37,8 @@ def test_the_sections_add_up_and_a_trained_agent_starts_more_episodes():
     # (about 45 measured), the shipped agent's about 7.
     assert trained["steps_per_episode"] is not None and trained["steps_per_episode"] < 20, trained
     assert untrained["steps_per_episode"] is None or untrained["steps_per_episode"] > 2 * trained["steps_per_episode"]
-    assert trained["ms_per_rollout"]["reset"] > untrained["ms_per_rollout"]["reset"]
+    assert trained["ms_per_rollout"]["reset"] > 0  # timed: each of its rollouts starts episodes (not compared
+    # with the untrained worker's: a time, which a busy moment of the machine can swing either way)
 
 
 @pytest.mark.parametrize("args, message", [
