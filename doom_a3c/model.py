@@ -10,6 +10,7 @@ actions. The worker, the evaluation and the losses only talk to the head's small
 from __future__ import annotations
 
 import math
+import time
 from typing import Sequence
 
 import gymnasium as gym
@@ -24,14 +25,18 @@ State = tuple[torch.Tensor, torch.Tensor]
 class ConvEncoder(nn.Module):
     """The A3C-Doom tutorial's encoder: two strided convolutions and a dense layer, ELU activations.
 
-    The convolutions are computed as matrix products over patches (im2col) rather than by ``nn.Conv2d``'s
-    kernels, with the same parameters: at these sizes (a few hundred output pixels, 16-32 channels)
-    PyTorch's convolution kernels spend most of their time outside the arithmetic (measured on basic's
-    42x42 frames, one core: forward and backward over a 120-frame rollout 15.4 ms with oneDNN, 10.0 ms as
-    below; 4 frames for acting 0.67 ms with oneDNN, 0.40 without, 0.31 as below). The first layer's
-    patches are a strided view of the uint8 frames (no gradient flows there); the second layer's are
-    gathered from the first's channels-last output with a fixed index, whose backward is a scatter-add.
+    Two ways to the same numbers, with the same parameters: ``nn.Conv2d``'s own kernels (oneDNN), or matrix
+    products over patches (im2col). The patches win at a few frames (acting in eager PyTorch: 4 of basic's
+    frames 0.084 ms against 0.125); at the update's batches (rollout x games) which wins depends on the CPU:
+    on one machine the kernels took 15.4 ms over a 120-frame rollout of basic against 10.0 for the patches,
+    on another (AVX-512) 1.9 against 2.5, and 3.8 against 11.8 for defend_the_line's colour frames. So a
+    batch of ``MEASURE_FROM`` frames or more runs on whichever was faster when this process first met that
+    input shape (``_kernels_win``: a few forward and backward passes of each, a few milliseconds once).
+    The first layer's patches are a strided view of the uint8 frames (no gradient flows there); the second
+    layer's are gathered from the first's channels-last output with a fixed index (its backward a scatter-add).
     """
+
+    MEASURE_FROM = 32  # frames in a batch: below it the patches always win
 
     def __init__(self, obs_shape: tuple[int, int, int], out_dim: int = 256):
         super().__init__()
@@ -55,8 +60,18 @@ class ConvEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) pixels -> (B, out_dim) features: the same numbers as ``self.conv`` then
-        ``self.fc`` on ``obs / 255`` (to float rounding), computed as patch products."""
+        """uint8 (B, C, H, W) pixels -> (B, out_dim) features: ``self.conv`` then ``self.fc`` on ``obs / 255``,
+        by the kernels or the patch products, whichever is faster here for this batch (to float rounding)."""
+        if obs.shape[0] >= self.MEASURE_FROM and _kernels_win(self, obs):
+            return self.forward_kernels(obs)
+        return self.forward_patches(obs)
+
+    def forward_kernels(self, obs: torch.Tensor) -> torch.Tensor:
+        """``forward`` by ``nn.Conv2d``'s own kernels."""
+        return self.fc(self.conv(obs.to(self.fc[0].weight.dtype) / 255.0))
+
+    def forward_patches(self, obs: torch.Tensor) -> torch.Tensor:
+        """``forward`` by patch products."""
         conv1, conv2 = self.conv[0], self.conv[2]
         batch, (h1, w1), (h2, w2) = obs.shape[0], self._grid1, self._grid2
         s0, s1, s2, s3 = obs.stride()
@@ -71,6 +86,35 @@ class ConvEncoder(nn.Module):
         # Back to nn.Flatten's (C, H, W) order for the dense layer (a copy of B x 288 numbers).
         x = x.view(batch, h2 * w2, conv2.out_channels).transpose(1, 2).reshape(batch, -1)
         return self.fc(x)
+
+
+# (input shape, dtype, with gradients) -> whether the kernels were faster, measured once per process.
+_KERNELS_WIN: dict[tuple, bool] = {}
+
+
+def _kernels_win(encoder: ConvEncoder, obs: torch.Tensor) -> bool:
+    """Whether ``encoder.forward_kernels`` beats ``forward_patches`` on batches like ``obs`` here: the best of
+    3 timed runs of each (forward, and backward to the weights where gradients are on), measured the first
+    time this process meets the input shape, then remembered."""
+    grad = torch.is_grad_enabled() and encoder.fc[0].weight.requires_grad
+    key = (tuple(obs.shape[1:]), obs.dtype, encoder.fc[0].weight.dtype, grad)
+    if key not in _KERNELS_WIN:
+        params = [p for p in encoder.parameters() if p.requires_grad]
+
+        def seconds(path) -> float:
+            start = time.perf_counter()
+            out = path(obs)
+            if grad:  # the weights' gradients only: nothing accumulates into .grad
+                torch.autograd.grad(out.sum(), params)
+            return time.perf_counter() - start
+
+        runs = {path: [] for path in (encoder.forward_kernels, encoder.forward_patches)}
+        for _ in range(4):  # alternated, the first round a warm-up
+            for path, times in runs.items():
+                times.append(seconds(path))
+        kernels, patches = (min(times[1:]) for times in runs.values())
+        _KERNELS_WIN[key] = kernels < patches
+    return _KERNELS_WIN[key]
 
 
 def _out_size(size: int, kernel: int, stride: int) -> int:

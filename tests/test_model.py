@@ -117,19 +117,56 @@ def test_unroll_matches_the_step_loop_in_outputs_and_gradients():
 
 
 @pytest.mark.parametrize("shape", [(1, 42, 42), (4, 84, 84), (3, 60, 108)])
-def test_patch_product_encoder_equals_the_conv_layers_outputs_and_gradients(shape):
-    """ConvEncoder computes its convolutions as patch products: the same numbers as its nn.Conv2d layers."""
+@pytest.mark.parametrize("batch", [5, ConvEncoder.MEASURE_FROM])
+def test_both_encoder_paths_equal_the_conv_layers_outputs_and_gradients(shape, batch):
+    """The patch products, the kernels and ``forward`` (which picks one of them for a large batch) give the
+    same numbers as the nn.Conv2d layers on obs / 255, outputs and the weights' gradients."""
     torch.manual_seed(0)
     encoder = ConvEncoder(shape, 64).double()
-    obs = torch.randint(0, 256, (5, *shape), dtype=torch.uint8)
+    obs = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
     reference = encoder.fc(encoder.conv(obs.double() / 255.0))
-    fast = encoder(obs)
-    assert torch.allclose(fast, reference, rtol=0, atol=1e-12)
     weights = torch.randn_like(reference)
     expected = torch.autograd.grad((reference * weights).sum(), list(encoder.parameters()))
-    got = torch.autograd.grad((encoder(obs) * weights).sum(), list(encoder.parameters()))
-    for a, b in zip(got, expected):
-        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    for path in (encoder.forward_patches, encoder.forward_kernels, encoder):
+        out = path(obs)
+        assert torch.allclose(out, reference, rtol=0, atol=1e-12)
+        got = torch.autograd.grad((out * weights).sum(), list(encoder.parameters()))
+        for a, b in zip(got, expected):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_large_batch_runs_on_the_path_measured_faster_and_the_choice_is_kept(monkeypatch):
+    """The first large batch of an input shape times both paths (with the weights' gradients where they are
+    on) and remembers which won; small batches never measure and run the patch products. The measurement
+    leaves no gradient behind."""
+    from doom_a3c import model as model_module
+
+    monkeypatch.setattr(model_module, "_KERNELS_WIN", {})
+    encoder = ConvEncoder((3, 32, 96), 64)
+    calls = []
+    for name in ("forward_kernels", "forward_patches"):
+        real = getattr(encoder, name)
+        monkeypatch.setattr(encoder, name, lambda obs, real=real, name=name: calls.append(name) or real(obs))
+    small = torch.randint(0, 256, (4, 3, 32, 96), dtype=torch.uint8)
+    encoder(small)
+    assert calls == ["forward_patches"] and model_module._KERNELS_WIN == {}
+    large = torch.randint(0, 256, (ConvEncoder.MEASURE_FROM, 3, 32, 96), dtype=torch.uint8)
+    calls.clear()
+    encoder(large).sum().backward()
+    (key, kernels_won), = model_module._KERNELS_WIN.items()
+    assert key == ((3, 32, 96), torch.uint8, torch.float32, True)
+    assert calls[:-1] == ["forward_kernels", "forward_patches"] * 4  # timed, alternated
+    assert calls[-1] == ("forward_kernels" if kernels_won else "forward_patches")
+    expected = torch.autograd.grad(encoder.fc(encoder.conv(large.float() / 255.0)).sum(), list(encoder.parameters()))
+    for param, grad in zip(encoder.parameters(), expected):  # the measuring passes added nothing to .grad
+        assert torch.allclose(param.grad, grad, rtol=1e-4, atol=1e-5)
+    calls.clear()
+    with torch.no_grad():  # a new kind of call (no gradients) is measured on its own
+        encoder(large)
+    assert len(model_module._KERNELS_WIN) == 2 and len(calls) == 4 * 2 + 1
+    calls.clear()
+    encoder(large).sum()
+    assert len(calls) == 1  # remembered
 
 
 @pytest.mark.parametrize("recorded", [False, True], ids=["stepped", "recorded-states"])
