@@ -88,7 +88,7 @@ class ConvEncoder(nn.Module):
         return self.fc(x)
 
 
-# (input shape, dtype, with gradients) -> whether the kernels were faster, measured once per process.
+# (input shape, input dtype, weights dtype, with gradients) -> whether the kernels were faster; once per process.
 _KERNELS_WIN: dict[tuple, bool] = {}
 
 

@@ -309,8 +309,8 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
     The run goes on until its events file holds two evaluations, however long that takes here (a target out
     of reach: on a fast machine basic reached 75 in 12 s, before the events file showed two, and ended itself)."""
     run = ScriptRun(tmp_path, "train_doom.py", "--scenario", "basic", "--max-frames", str(10**9), "--run-name",
-                    "pause", "--target-reward", "1000", "--max-minutes", "0", "--baseline-episodes", "0", "--eval-interval", "0.1",
-                    *QUICK[:4], "--eval-episodes",
+                    "pause", "--target-reward", "1000", "--max-minutes", "0", "--baseline-episodes", "0",
+                    "--eval-interval", "0.1", *QUICK[:4], "--eval-episodes",
                     "4", "--final-eval-episodes", "1", "--gif-interval", "0", "--log-interval", "1")
     run_dir = tmp_path / "runs" / "basic" / "pause"
     try:

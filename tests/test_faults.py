@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANG, ROOT, ScriptRun, call_main, alive, cmdline, descendants, is_engine, is_worker, run_script, scalars
+from conftest import (HANG, ROOT, ScriptRun, alive, call_main, cmdline, descendants, is_engine, is_worker, run_script,
+                      scalars)
 from doom_a3c.checkpoint import load_checkpoint
 
 # A target out of reach and no clock: these runs end by the fault, the signal or the budget a test gives, never
