@@ -75,8 +75,10 @@ def test_training_prints_progress_and_a_final_evaluation(trained):
     # every line may print 0: whatever else a line prints is a window TensorBoard logged.
     printed = {int(m[3]) for m in lines} - {0}
     assert printed <= logged and max(logged) > 0, (printed, logged)
+    # "-" until an episode has ended: on a fast machine every line can come before the first one (the whole
+    # budget trained between two lines), so whatever reward a line prints is checked.
     rewards = [float(m[4]) for m in lines if m[4] != "-"]
-    assert rewards and all(-700 <= r <= 101 for r in rewards)  # -1 a tic, -5 a missed shot, +101 for the kill
+    assert all(-700 <= r <= 101 for r in rewards)  # -1 a tic, -5 a missed shot, +101 for the kill
     # Each printed reward is the mean of the last (up to) 100 episodes TensorBoard logged when it was printed.
     episodes = [e.value for e in events.Scalars("charts/episode_reward")]
     means = [sum(episodes[max(0, k - 100):k]) / len(episodes[max(0, k - 100):k]) for k in range(1, len(episodes) + 1)]
