@@ -4,7 +4,9 @@
 
 Each run is a real ``scripts/train_doom.py`` process, so a row is exactly what a user gets from
 ``python scripts/train_doom.py --scenario NAME``; the figures are read back from the run's checkpoint,
-TensorBoard events and ``config.json``. A scenario re-run replaces its own row and keeps the others.
+TensorBoard events and ``config.json``. A row is one (scenario, seed) run: a re-run replaces its own row
+and keeps the others, and a scenario trained over several seeds shows one row per seed (issue 25 counts a
+target as reached only when every seed reaches it).
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ from doom_a3c.curves import scalars, smooth
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_scenario(name: str, runs_dir: Path, extra: list[str]) -> dict:
-    """Train one scenario with its defaults (plus ``extra`` options); the row of figures it produced."""
-    run_name = "results"
-    models, frames = runs_dir / "models", runs_dir / "frames"
+def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int | None = None) -> dict:
+    """Train one scenario with its defaults (plus ``extra`` options, and ``--seed seed`` where given); the row
+    of figures it produced."""
+    run_name = "results" if seed is None else f"results-seed{seed}"
+    # Each seed's checkpoints and GIFs apart from the other seeds'.
+    models, frames = runs_dir / "models" / run_name, runs_dir / "frames" / run_name
     # A re-run replaces the last one: TensorBoard would read a stale events file beside the new one as one
     # run (its curves interleaved), a stale best.pt would outlive a run that never beat it, and old GIFs
     # would sit among the new.
     for stale in (runs_dir / name / run_name, models / name, frames / name):
         shutil.rmtree(stale, ignore_errors=True)
     command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", name, "--run-name", run_name,
-               "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra]
+               "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra,
+               *(["--seed", str(seed)] if seed is not None else [])]
     print(f"== {name}: {' '.join(command[2:])}", flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -53,7 +58,8 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
 
     config = json.loads((run_dir / "config.json").read_text())
     counters = load_checkpoint(model_dir / "latest.pt")["counters"]
-    best = load_checkpoint(model_dir / "best.pt")["evaluation"] if (model_dir / "best.pt").is_file() else {}
+    best_checkpoint = load_checkpoint(model_dir / "best.pt") if (model_dir / "best.pt").is_file() else {}
+    best = best_checkpoint.get("evaluation", {})
     stopped = re.search(r"stopped \(([^)]*)\)", output)
     reason = stopped.group(1) if stopped else "unknown"
     final = {key: _last(run_dir, f"eval/final_{key}") for key in ("mean", "std")}
@@ -61,6 +67,7 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
     frames, seconds = int(counters["frames"]), float(counters["seconds"])
     return {
         "scenario": name,
+        "seed": int(config["train"]["seed"]),
         "target": float(config["train"]["target_reward"]),
         "eval_mode": config["train"].get("eval_mode", "greedy"),
         # Stopped by a confirmed evaluation, or a final 100-episode evaluation at the budget that reaches it.
@@ -68,6 +75,11 @@ def read_run(name: str, run_dir: Path, model_dir: Path, output: str,
         "stop_reason": reason,
         "frames": frames,
         "minutes": seconds / 60,
+        # A run stopped by its target: best.pt holds the weights that reached it, a little before the run's
+        # own end (the workers kept training while the evaluation was confirmed).
+        "target_frames": int(best_checkpoint["counters"]["frames"]) if reason.startswith("target") else None,
+        "target_minutes": (float(best_checkpoint["counters"]["seconds"]) / 60 if reason.startswith("target")
+                           else None),
         "fps": frames / seconds if seconds else 0.0,
         "final_mean": final["mean"],
         "final_std": final["std"],
@@ -107,57 +119,99 @@ def _digits(row: dict) -> int:
 
 
 def results_table(rows: list[dict]) -> str:
-    """The Markdown table of ``rows``."""
-    lines = ["| scenario | target | reached | final evaluation (100 episodes) | best evaluation (`best.pt`, episodes) "
-             "| frames | minutes | frames/s | random agent |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    """The Markdown table of ``rows``, one line a run."""
+    lines = ["| scenario | seed | target | reached | final evaluation (100 episodes) | best evaluation (`best.pt`, "
+             "episodes) | frames | minutes | frames/s | random agent |",
+             "|---|---:|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         reached = "**yes**" if r["reached"] else f"no ({r['stop_reason']})"
         options = f" `{r['options']}`" if r.get("options") else ""
-        digits = _digits(r)
-        lines.append(f"| {r['scenario']}{options} | {r['target']:g} | {reached} | {r['final_mean']:.{digits}f} ± "
-                     f"{r['final_std']:.{digits}f} ({r['eval_mode']}) | {r.get('best_eval', math.nan):.{digits}f} "
-                     f"({r.get('best_eval_episodes', 0)}) | "
-                     f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.{digits}f} |")
+        d = _digits(r)
+        lines.append(f"| {r['scenario']}{options} | {r.get('seed', 1)} | {r['target']:g} | {reached} | "
+                     f"{r['final_mean']:.{d}f} ± {r['final_std']:.{d}f} ({r['eval_mode']}) | "
+                     f"{r.get('best_eval', math.nan):.{d}f} ({r.get('best_eval_episodes', 0)}) | "
+                     f"{r['frames'] / 1e6:.2f}M | {r['minutes']:.1f} | {r['fps']:,.0f} | {r['random_mean']:.{d}f} |")
     return "\n".join(lines)
 
 
+def seeds_table(rows: list[dict]) -> str:
+    """One line a scenario: on how many of its seeds the target was reached (a scenario counts as reached
+    only when all of them did), and the frames and minutes each seed took."""
+    lines = ["| scenario | target | seeds | reached on | frames (minutes) to the target, each seed |",
+             "|---|---:|---:|---|---|"]
+    for name, runs in _by_scenario(rows).items():
+        hits = sum(r["reached"] for r in runs)
+        verdict = f"**{hits} of {len(runs)}**" if hits == len(runs) else f"{hits} of {len(runs)}"
+        each = ", ".join(f"seed {r.get('seed', 1)}: {_to_target(r)}" for r in runs)
+        lines.append(f"| {name} | {runs[0]['target']:g} | {len(runs)} | {verdict} | {each} |")
+    return "\n".join(lines)
+
+
+def _to_target(row: dict) -> str:
+    """Frames (minutes) of the weights that reached the target, or the run's own where the stop line did not
+    say (a budget's final evaluation that reached it, or a row from before they were kept)."""
+    if not row["reached"]:
+        return "not reached"
+    frames, minutes = row.get("target_frames") or row["frames"], row.get("target_minutes") or row["minutes"]
+    return f"{frames / 1e6:.2f}M ({minutes:.1f})"
+
+
+def _by_scenario(rows: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=_key):
+        grouped.setdefault(r["scenario"], []).append(r)
+    return grouped
+
+
+def _key(row: dict) -> tuple[str, int]:
+    return row["scenario"], int(row.get("seed", 1))  # rows from before seeds were recorded ran seed 1
+
+
 def plot_curves(rows: list[dict], out: Path) -> None:
-    """One panel per scenario: evaluation mean and training mean (last 100 episodes) against frames, with
-    minutes on the top axis, the random agent and the target as dashed lines."""
+    """One panel per scenario: each seed's evaluation mean and training mean (last 100 episodes) against
+    frames, with the first seed's minutes on the top axis, the random agent and the target as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(len(rows), 3)
-    lines = -(-len(rows) // columns)
+    grouped = _by_scenario(rows)
+    columns = min(len(grouped), 3)
+    lines = -(-len(grouped) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(5.2 * columns, 3.9 * lines), squeeze=False)
-    for axis in axes.flat[len(rows):]:
+    for axis in axes.flat[len(grouped):]:
         axis.set_visible(False)
-    for axis, row in zip(axes.flat, rows):
-        curves = row.get("curves") or (read_curves(Path(row["run_dir"])) if Path(row["run_dir"]).is_dir() else None)
-        if curves is None:
-            axis.text(0.5, 0.5, "curve not kept\n(run before the JSON stored curves)", ha="center", va="center",
-                      transform=axis.transAxes, color="gray")
-            curves = {"training": [], "evaluation": [], "minutes": []}
-        if curves["training"]:
-            axis.plot(*zip(*curves["training"]), label="training episodes (mean of 100)", color="tab:blue")
-        if curves["evaluation"]:
-            axis.plot(*zip(*curves["evaluation"]), label=f"evaluation ({row['eval_mode']})", color="tab:orange")
-        axis.axhline(row["random_mean"], color="gray", linestyle="--", label="random agent")
-        axis.axhline(row["target"], color="green", linestyle="--", label="target")
-        digits = _digits(row)
-        axis.set_title(f"{row['scenario']}: {row['final_mean']:.{digits}f} after {row['frames'] / 1e6:.2f}M frames, "
-                       f"{row['minutes']:.0f} min")
+    for axis, runs in zip(axes.flat, grouped.values()):
+        for k, row in enumerate(runs):
+            curves = row.get("curves") or (read_curves(Path(row["run_dir"])) if Path(row["run_dir"]).is_dir()
+                                           else None)
+            if curves is None:
+                axis.text(0.5, 0.5, "curve not kept\n(run before the JSON stored curves)", ha="center",
+                          va="center", transform=axis.transAxes, color="gray")
+                continue
+            seed = f"seed {row.get('seed', 1)}: " if len(runs) > 1 else ""
+            style = "-" if k == 0 else ":"
+            if curves["training"]:
+                axis.plot(*zip(*curves["training"]), style, color="tab:blue",
+                          label=f"{seed}training episodes (mean of 100)")
+            if curves["evaluation"]:
+                axis.plot(*zip(*curves["evaluation"]), style, color="tab:orange",
+                          label=f"{seed}evaluation ({row['eval_mode']})")
+            if k == 0 and len(curves["minutes"]) > 1 and curves["minutes"][-1][0] > curves["minutes"][0][0]:
+                marks, minutes = (np.array(c) for c in zip(*curves["minutes"]))
+                top = axis.secondary_xaxis("top", functions=(lambda f, s=marks, m=minutes: np.interp(f, s, m),
+                                                             lambda m, s=marks, mm=minutes: np.interp(m, mm, s)))
+                top.set_xlabel("minutes" + (f" (seed {row.get('seed', 1)})" if len(runs) > 1 else ""))
+        first = runs[0]
+        axis.axhline(first["random_mean"], color="gray", linestyle="--", label="random agent")
+        axis.axhline(first["target"], color="green", linestyle="--", label="target")
+        d = _digits(first)
+        finals = " / ".join(f"{r['final_mean']:.{d}f}" for r in runs)
+        frames = " / ".join(f"{r['frames'] / 1e6:.1f}" for r in runs)
+        axis.set_title(f"{first['scenario']}: {finals} after {frames}M frames", fontsize=10)
         axis.set_xlabel("frames")
         axis.grid(alpha=0.3)
-        if len(curves["minutes"]) > 1 and curves["minutes"][-1][0] > curves["minutes"][0][0]:
-            marks, minutes = (np.array(c) for c in zip(*curves["minutes"]))
-            top = axis.secondary_xaxis("top", functions=(lambda f, s=marks, m=minutes: np.interp(f, s, m),
-                                                         lambda m, s=marks, mm=minutes: np.interp(m, mm, s)))
-            top.set_xlabel("minutes")
-    fullest = max(axes.flat[:len(rows)], key=lambda a: len(a.get_legend_handles_labels()[1]))
+    fullest = max(axes.flat[:len(grouped)], key=lambda a: len(a.get_legend_handles_labels()[1]))
     fullest.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,20 +220,23 @@ def plot_curves(rows: list[dict], out: Path) -> None:
 
 
 def write_results(rows: list[dict], out_dir: Path) -> None:
-    """Merge ``rows`` into ``out_dir/doom_results.json`` and rewrite the table and the plot from all rows."""
+    """Merge ``rows`` into ``out_dir/doom_results.json`` (one row a scenario and seed) and rewrite the tables
+    and the plot from all rows."""
     store = out_dir / "doom_results.json"
-    known = {r["scenario"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
-    known.update({r["scenario"]: r for r in rows})
-    ordered = sorted(known.values(), key=lambda r: r["scenario"])
+    known = {_key(r): r for r in json.loads(store.read_text())} if store.is_file() else {}
+    known.update({_key(r): r for r in rows})
+    ordered = sorted(known.values(), key=_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.write_text(json.dumps(ordered, indent=2) + "\n")
     (out_dir / "doom_results.md").write_text(
-        "# ViZDoom scenarios on two cores\n\nEach row: `python scripts/train_doom.py --scenario NAME` with the "
-        "scenario's own defaults, stopped by its target or its budget, or by the cap shown beside its name; the "
-        "final evaluation is 100 episodes in the scenario's declared mode, the best one the highest periodic "
-        "evaluation during training (20 episodes, or 100 where one reached the target and was confirmed), the "
-        "snapshot `best.pt` holds; rewards are the game's own (raw). "
-        "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine.\n\n"
-        + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
+        "# ViZDoom scenarios on two cores\n\nEach row: `python scripts/train_doom.py --scenario NAME --seed S` "
+        "with the scenario's own defaults, stopped by its target or its budget, or by the cap shown beside its "
+        "name; the final evaluation is 100 episodes in the scenario's declared mode, the best one the highest "
+        "periodic evaluation during training (20 episodes, or 100 where one reached the target and was "
+        "confirmed), the snapshot `best.pt` holds; rewards are the game's own (raw). "
+        "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine. "
+        "`python scripts/doom_results.py NAME --seeds 2` trains seeds 1 and 1001 one after the other; a "
+        "scenario counts as reached only where every seed reached its target.\n\n"
+        + seeds_table(ordered) + "\n\n" + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
     if ordered:
         plot_curves(ordered, out_dir / "doom_curves.png")

@@ -3,6 +3,7 @@
 
     python scripts/doom_results.py                            # every scenario but basic (hours on 2 cores)
     python scripts/doom_results.py defend_the_center take_cover
+    python scripts/doom_results.py health_gathering --seeds 2    # seeds 1 and 1001, one row each
     python scripts/doom_results.py --plot-only                # rewrite the table and plot from the saved rows
 
 writes docs/doom_results.md (the table), docs/doom_results.json (its figures) and docs/doom_curves.png.
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from doom_a3c.envs import ScenarioError, known_scenarios, load_scenario  # noqa: E402
 from doom_a3c.results import ROOT, run_scenario, write_results  # noqa: E402
+from doom_a3c.seeds import SEED_STRIDE  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=None, help="cap each run's minutes (default: its own)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of each run (default: its own, the number of CPU cores)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each scenario this many times, seeds --seed, --seed + 1000, ... [default: 1]")
+    parser.add_argument("--seed", type=int, default=1, help="the first seed [default: 1]")
     parser.add_argument("--out-dir", default=str(ROOT / "docs"), help="where the table, figures and plot go")
     parser.add_argument("--runs-dir", default="runs/results", help="the runs' TensorBoard logs and checkpoints")
     parser.add_argument("--plot-only", action="store_true", help="train nothing: rewrite from the saved rows")
@@ -33,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             load_scenario(name)
+        if args.seeds < 1:
+            raise ScenarioError(f"--seeds must be at least 1, got {args.seeds}")
     except ScenarioError as err:
         print(f"doom_results.py: error: {err}", file=sys.stderr)
         return 2
@@ -46,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if not args.plot_only:
         for name in names:
-            try:
-                rows.append(run_scenario(name, Path(args.runs_dir), extra))
-            except RuntimeError as err:
-                print(f"doom_results.py: {err}", file=sys.stderr)
-                return 1
-            write_results(rows, Path(args.out_dir))  # after each run: an interrupted series keeps its rows
+            for seed in range(args.seed, args.seed + SEED_STRIDE * args.seeds, SEED_STRIDE):
+                try:
+                    rows.append(run_scenario(name, Path(args.runs_dir), extra, seed))
+                except RuntimeError as err:
+                    print(f"doom_results.py: {err}", file=sys.stderr)
+                    return 1
+                write_results(rows, Path(args.out_dir))  # after each run: an interrupted series keeps its rows
     write_results(rows, Path(args.out_dir))
     print(f"written: {Path(args.out_dir) / 'doom_results.md'}, {Path(args.out_dir) / 'doom_curves.png'}")
     return 0

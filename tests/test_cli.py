@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
@@ -260,29 +261,42 @@ def test_a_sampled_evaluation_scenario_says_so_and_logs_its_shaped_reward(tmp_pa
 
 def test_doom_results_runs_end_to_end_on_a_tiny_budget(tmp_path):
     out = tmp_path / "docs"
-    # A stale run of the same scenario in the same place: the re-run replaces it (its curve would
+    # A stale run of the same scenario and seed in the same place: the re-run replaces it (its curve would
     # otherwise be read with the new one as a single run).
     from torch.utils.tensorboard import SummaryWriter
-    with SummaryWriter(str(tmp_path / "runs" / "basic" / "results")) as stale:
+    with SummaryWriter(str(tmp_path / "runs" / "basic" / "results-seed1")) as stale:
         stale.add_scalar("charts/episode_reward", -999.0, 10**9)
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "basic", "--max-frames",
-                             "3000", "--workers", "2", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")],
-                            capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
+                             "3000", "--workers", "2", "--seeds", "2", "--out-dir", str(out), "--runs-dir",
+                             str(tmp_path / "runs")], capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     table = (out / "doom_results.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| basic "))
-    assert row.startswith("| basic `--max-frames 3000 --workers 2` | 75 | no (max_frames) |") and "(greedy)" in row
+    rows = [line for line in table.splitlines() if line.startswith("| basic `")]
+    assert [row.split(" | ")[1] for row in rows] == ["1", "1001"]  # one row a seed, in seed order
+    for row in rows:
+        assert row.startswith("| basic `--max-frames 3000 --workers 2` | ") and "| 75 | no (max_frames) |" in row
+        assert "(greedy)" in row
+    assert "| basic | 75 | 2 | 0 of 2 | seed 1: not reached, seed 1001: not reached |" in table
     assert iio.imread(out / "doom_curves.png").shape[2] in (3, 4)
-    curve = json.loads((out / "doom_results.json").read_text())[0]["curves"]["training"]
+    saved = json.loads((out / "doom_results.json").read_text())
+    assert [row["seed"] for row in saved] == [1, 1001]
+    # Each seed trained with its own seed, in a run directory and a models directory of its own.
+    for row in saved:
+        config = json.loads((Path(row["run_dir"]) / "config.json").read_text())["train"]
+        assert config["seed"] == row["seed"] and config["models_dir"].endswith(f"results-seed{row['seed']}")
     # basic's preset: 4 games x 30 steps x frame skip 4 = 480 frames a rollout, one rollout per worker past
     # the budget at most.
     bound = 3000 + 2 * 480
-    assert curve and all(step <= bound and reward > -999 for step, reward in curve)
+    for row in saved:
+        curve = row["curves"]["training"]
+        assert curve and all(step <= bound and reward > -999 for step, reward in curve)
     again = subprocess.run([sys.executable, str(ROOT / "scripts" / "doom_results.py"), "--plot-only", "--out-dir",
                             str(out)], capture_output=True, text=True, timeout=HANG, cwd=tmp_path)
     assert again.returncode == 0 and (out / "doom_results.md").read_text() == table
     bad = run_script("doom_results.py", "no_such_scenario")
     assert bad.returncode == 2 and "unknown scenario 'no_such_scenario'" in bad.stderr
+    bad = run_script("doom_results.py", "basic", "--seeds", "0")
+    assert bad.returncode == 2 and "--seeds must be at least 1, got 0" in bad.stderr
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
@@ -415,3 +429,31 @@ def test_seed_summary_counts_a_missed_target_as_more_than_any_frames():
     summary = summarize_seeds(rows)
     assert summary["median_frames"] == 900_000 and summary["max_frames"] == float("inf")
     assert summary["reached"] == 2 and summary["median_minutes"] == 2.0
+
+
+def _script_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_sample_factory_side_by_side_reads_its_evaluation_as_the_stock_games_raw_reward(tmp_path):
+    """Sample Factory's enjoy script logs each episode with this format string (sample_factory/enjoy.py,
+    2.1.1); its gathering scenarios pay 0.01 a tic alive and nothing on death, where the stock game pays
+    +1 a tic and -100 on death: the side-by-side compares the stock game's reward."""
+    sf = _script_module("vs_sample_factory")
+    line = "[2026-12-07 12:00:00,000][01234] Episode finished for agent %d at %d frames. Reward: %.3f, " \
+           "true_objective: %.3f"
+    log = "\n".join([line % (0, 2100, 45.0, 21.0),  # survived to the timeout: 2,100 tics alive
+                     line % (0, 4200, 3.1, 3.07),  # died after 307 tics
+                     line % (1, 4300, 9.0, 9.0),  # another agent's episode (multi-agent): not ours
+                     "[2026-12-07 12:00:01,000][01234] Avg episode reward: 24.050, avg true_objective: 12.035"])
+    assert sf.episode_rewards("doom_health_gathering_supreme", log) == [2100.0, 207.0]
+    # Other scenarios keep the stock rewards: +1 a kill, -1 on death.
+    assert sf.episode_rewards("doom_defend_the_center", line % (0, 900, 23.0, 23.0)) == [23.0]
+    code, _, err = call_main(sf.main, "--sf-python", str(tmp_path / "missing"), "--env", "doom_basic",
+                             "--minutes", "1")
+    assert code == 2 and err.strip() == f"vs_sample_factory.py: error: no python at {tmp_path / 'missing'}"

@@ -114,7 +114,7 @@ SCRIPTS = {
 
 def test_every_shaped_scenario_has_a_script_that_exercises_it():
     assert set(SHAPED) == set(SCRIPTS)
-    assert SHAPED["health_gathering"] == {"HEALTH": (0.5, 0.0)}  # bonus only: medkits
+    assert SHAPED["health_gathering"] == {"HEALTH": (4.0, 0.0)}  # bonus only: medkits
     assert SHAPED["take_cover"] == {"HEALTH": (0.0, 1.0)}  # penalty only: hits
     assert load_scenario("health_gathering").eval_mode == load_scenario("health_gathering_supreme").eval_mode \
         == "sampled"
