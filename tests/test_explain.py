@@ -115,7 +115,8 @@ def test_the_shipped_basic_model_is_small_weights_only_and_plays_as_its_readme_s
     assert f"{score['mean']:.2f}" in (path.parent / "README.md").read_text()
 
 
-SHIPPED = ["CartPole-v1", "Pendulum-v1", "basic", "defend_the_center", "defend_the_line", "my_way_home", "take_cover"]
+SHIPPED = ["CartPole-v1", "Pendulum-v1", "basic", "defend_the_center", "defend_the_line", "health_gathering",
+           "my_way_home", "take_cover"]
 
 
 def test_every_shipped_model_is_tested_below():
@@ -139,7 +140,10 @@ def test_each_shipped_model_still_plays_its_current_scenario_file_at_its_recorde
     recorded = payload["evaluation"]
     score = play_score(load_env_spec(name), payload, path, episodes=EPISODES_PER_MODEL)
     assert score["mode"] == recorded["mode"]
-    assert abs(score["mean"] - recorded["mean"]) <= 3 * recorded["std"] / EPISODES_PER_MODEL ** 0.5, (score, recorded)
+    # A spread of 0 over 100 recorded episodes (health_gathering: every one to the timeout) bounds the rate of
+    # a worse episode (under 3 in 100), it does not rule one out: the spread is taken as 5% of the mean at least.
+    spread = max(recorded["std"], 0.05 * abs(recorded["mean"]))
+    assert abs(score["mean"] - recorded["mean"]) <= 3 * spread / EPISODES_PER_MODEL ** 0.5, (score, recorded)
 
 
 EPISODES_PER_MODEL = 20
