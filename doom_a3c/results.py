@@ -219,6 +219,36 @@ def plot_curves(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+SIDE_BY_SIDE = "sample_factory.json"  # scripts/vs_sample_factory.py's rows, beside this file's
+
+
+def side_by_side(rows: list[dict], store: Path) -> str:
+    """The section comparing Sample Factory's runs (``store``, written by ``scripts/vs_sample_factory.py``)
+    with ours of the same scenario: training minutes, frames, frames/s and the 100-episode evaluation."""
+    if not store.is_file():
+        return ""
+    lines = ["", "## Side by side with Sample Factory", "",
+             "The same 2 cores, one run after the other, Sample Factory 2.1.1's APPO with its own environment "
+             "definitions (`python -m sf_examples.vizdoom.train_vizdoom --env=ENV --algo=APPO --device=cpu "
+             "--num_workers=2 --num_envs_per_worker=4 --train_for_seconds=...`, made and evaluated by "
+             "`python scripts/vs_sample_factory.py`) trained for about as many minutes as our run beside it; "
+             "100 episodes each, the stock game's raw reward.", "",
+             "| scenario | trainer | seed | minutes | frames | frames/s | evaluation (100 episodes) |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    ours = {_key(r): r for r in rows}
+    for sf in json.loads(store.read_text()):
+        name = sf["env"].removeprefix("doom_")
+        for r in (ours[k] for k in sorted(ours) if k[0] == name):
+            lines.append(f"| {name} | doom_a3c (this) | {r.get('seed', 1)} | {r['minutes']:.1f} | "
+                         f"{r['frames'] / 1e6:.2f}M | {r['fps']:,.0f} | {r['final_mean']:.1f} ± {r['final_std']:.1f} "
+                         f"({r['eval_mode']}) |")
+        lines.append(f"| {name} | Sample Factory 2.1.1 APPO | {sf['seed']} | {sf['minutes']:.1f} | "
+                     f"{sf['frames'] / 1e6:.2f}M | {sf['frames'] / (sf['minutes'] * 60):,.0f} | "
+                     f"{sf['sampled']['mean']:.1f} ± {sf['sampled']['std']:.1f} (sampled), "
+                     f"{sf['greedy']['mean']:.1f} ± {sf['greedy']['std']:.1f} (greedy) |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(rows: list[dict], out_dir: Path) -> None:
     """Merge ``rows`` into ``out_dir/doom_results.json`` (one row a scenario and seed) and rewrite the tables
     and the plot from all rows."""
@@ -237,6 +267,7 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
         "Minutes and frames/s cover the whole training time, evaluations included, on a 2-core machine. "
         "`python scripts/doom_results.py NAME --seeds 2` trains seeds 1 and 1001 one after the other; a "
         "scenario counts as reached only where every seed reached its target.\n\n"
-        + seeds_table(ordered) + "\n\n" + results_table(ordered) + "\n\n![curves](doom_curves.png)\n")
+        + seeds_table(ordered) + "\n\n" + results_table(ordered) + "\n\n![curves](doom_curves.png)\n"
+        + side_by_side(ordered, out_dir / SIDE_BY_SIDE))
     if ordered:
         plot_curves(ordered, out_dir / "doom_curves.png")

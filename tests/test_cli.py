@@ -457,3 +457,22 @@ def test_the_sample_factory_side_by_side_reads_its_evaluation_as_the_stock_games
     code, _, err = call_main(sf.main, "--sf-python", str(tmp_path / "missing"), "--env", "doom_basic",
                              "--minutes", "1")
     assert code == 2 and err.strip() == f"vs_sample_factory.py: error: no python at {tmp_path / 'missing'}"
+
+
+def test_the_results_page_puts_sample_factorys_runs_beside_ours(tmp_path):
+    """doom_results.md gains the side-by-side section from vs_sample_factory.py's JSON rows: each Sample
+    Factory run under our runs of the same scenario, with its frames/s from its own frames and minutes."""
+    from doom_a3c.results import SIDE_BY_SIDE, side_by_side
+
+    ours = {"scenario": "defend_the_center", "seed": 1001, "minutes": 10.6, "frames": 17_110_000, "fps": 27_020.0,
+            "final_mean": 24.12, "final_std": 0.91, "eval_mode": "greedy"}
+    assert side_by_side([ours], tmp_path / SIDE_BY_SIDE) == ""  # no Sample Factory run yet: no section
+    (tmp_path / SIDE_BY_SIDE).write_text(json.dumps([{
+        "env": "doom_defend_the_center", "seed": 1, "minutes": 10.5, "frames": 1_050_000,
+        "sampled": {"mean": 5.25, "std": 2.0, "episodes": 100}, "greedy": {"mean": 4.0, "std": 1.5, "episodes": 100}}]))
+    lines = side_by_side([ours], tmp_path / SIDE_BY_SIDE).splitlines()
+    assert "## Side by side with Sample Factory" in lines
+    assert lines[-2:] == [
+        "| defend_the_center | doom_a3c (this) | 1001 | 10.6 | 17.11M | 27,020 | 24.1 ± 0.9 (greedy) |",
+        "| defend_the_center | Sample Factory 2.1.1 APPO | 1 | 10.5 | 1.05M | 1,667 | 5.2 ± 2.0 (sampled), "
+        "4.0 ± 1.5 (greedy) |"]

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Train Sample Factory 2.1.1 on a ViZDoom scenario for a given number of minutes on this machine's cores,
+evaluate it over 100 episodes and print its row beside ours (issue 25's side-by-side):
+
+    python -m venv ~/sf && ~/sf/bin/pip install torch==2.13.0 "sample-factory[vizdoom]==2.1.1"
+    python scripts/vs_sample_factory.py --sf-python ~/sf/bin/python --env doom_defend_the_center --minutes 13
+
+Sample Factory runs in a virtual environment of its own (it wants numpy < 2, gymnasium < 1.0 and
+vizdoom < 2.0); this script only starts its own commands, with its own environment definitions
+(`sf_examples.vizdoom`), 2 workers x 4 games on the CPU, and reads what its evaluation prints. Its rewards
+are turned back into the stock scenario's raw reward (`raw_reward`), so the two rows compare the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Sample Factory's gathering scenarios ship their own .cfg: 0.01 a tic alive and no death penalty, where
+# ViZDoom's stock files pay +1 a tic and -100 on death. Its other scenarios keep the stock rewards.
+TICS_PER_UNIT = {"doom_health_gathering": 100, "doom_health_gathering_supreme": 100}
+TIMEOUT_TICS = 2100
+
+EPISODE = re.compile(r"Episode finished for agent 0 at \d+ frames\. Reward: (-?[\d.]+), true_objective: (-?[\d.]+)")
+FRAMES = re.compile(r"Total num frames: (\d+)")
+
+
+def raw_reward(env: str, true_objective: float) -> float:
+    """The stock scenario's reward for an episode Sample Factory reports as ``true_objective`` (its reward
+    before its own shaping): for the gathering scenarios, tics alive, less 100 for a death before the timeout."""
+    if env not in TICS_PER_UNIT:
+        return true_objective
+    tics = round(true_objective * TICS_PER_UNIT[env])
+    return float(tics if tics >= TIMEOUT_TICS else tics - 100)
+
+
+def episode_rewards(env: str, log: str) -> list[float]:
+    """The raw reward of every episode in an evaluation's log."""
+    return [raw_reward(env, float(objective)) for _, objective in EPISODE.findall(log)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sf-python", required=True, help="the python of Sample Factory's virtual environment")
+    parser.add_argument("--env", required=True, help="Sample Factory's environment, e.g. doom_defend_the_center")
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock training time")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes [default: 100]")
+    parser.add_argument("--train-dir", default="runs/sample_factory", help="Sample Factory's runs")
+    parser.add_argument("--json", default="docs/sample_factory.json",
+                        help="append the row to this JSON file, which doom_results.py's table reads "
+                             "[default: docs/sample_factory.json]")
+    args = parser.parse_args(argv)
+    if not Path(args.sf_python).is_file():
+        print(f"vs_sample_factory.py: error: no python at {args.sf_python}", file=sys.stderr)
+        return 2
+    if args.minutes <= 0 or args.episodes < 1:
+        print("vs_sample_factory.py: error: --minutes must be positive and --episodes at least 1", file=sys.stderr)
+        return 2
+    experiment = f"{args.env}-seed{args.seed}"
+    common = [f"--env={args.env}", "--algo=APPO", f"--experiment={experiment}", f"--train_dir={args.train_dir}",
+              "--device=cpu"]
+    start = time.monotonic()
+    train = subprocess.run([args.sf_python, "-m", "sf_examples.vizdoom.train_vizdoom", *common, "--num_workers=2",
+                            "--num_envs_per_worker=4", f"--train_for_seconds={int(args.minutes * 60)}",
+                            f"--seed={args.seed}"], capture_output=True, text=True)
+    minutes = (time.monotonic() - start) / 60
+    frames = [int(n) for n in FRAMES.findall(train.stdout + train.stderr)]
+    if train.returncode != 0 or not frames:
+        print((train.stdout + train.stderr)[-3000:], file=sys.stderr)
+        print(f"vs_sample_factory.py: training exited with code {train.returncode}", file=sys.stderr)
+        return 1
+    row = {"env": args.env, "seed": args.seed, "minutes": minutes, "frames": frames[-1]}
+    for mode, flags in (("sampled", []), ("greedy", ["--eval_deterministic"])):
+        evaluation = subprocess.run([args.sf_python, "-m", "sf_examples.vizdoom.enjoy_vizdoom", *common,
+                                     "--no_render", f"--max_num_episodes={args.episodes}", *flags],
+                                    capture_output=True, text=True)
+        rewards = episode_rewards(args.env, evaluation.stdout + evaluation.stderr)[:args.episodes]
+        if evaluation.returncode != 0 or not rewards:
+            print((evaluation.stdout + evaluation.stderr)[-3000:], file=sys.stderr)
+            print(f"vs_sample_factory.py: evaluation exited with code {evaluation.returncode}", file=sys.stderr)
+            return 1
+        row[mode] = {"mean": statistics.fmean(rewards), "std": statistics.pstdev(rewards), "episodes": len(rewards)}
+    print(f"| Sample Factory 2.1.1 APPO, `--env={args.env}`, seed {args.seed} | {row['minutes']:.1f} | "
+          f"{row['frames'] / 1e6:.2f}M | {row['frames'] / (row['minutes'] * 60):,.0f} | "
+          f"{row['sampled']['mean']:.1f} ± {row['sampled']['std']:.1f} | "
+          f"{row['greedy']['mean']:.1f} ± {row['greedy']['std']:.1f} |")
+    if args.json:
+        store = Path(args.json)
+        rows = json.loads(store.read_text()) if store.is_file() else []
+        store.write_text(json.dumps([*rows, row], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
