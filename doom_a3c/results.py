@@ -228,11 +228,12 @@ def side_by_side(rows: list[dict], store: Path) -> str:
     if not store.is_file():
         return ""
     lines = ["", "## Side by side with Sample Factory", "",
-             "The same 2 cores, one run after the other, Sample Factory 2.1.1's APPO with its own environment "
+             "The same 2 cores, one run after the other: Sample Factory 2.1.1's APPO with its own environment "
              "definitions (`python -m sf_examples.vizdoom.train_vizdoom --env=ENV --algo=APPO --device=cpu "
-             "--num_workers=2 --num_envs_per_worker=4 --train_for_seconds=...`, made and evaluated by "
-             "`python scripts/vs_sample_factory.py`) trained for about as many minutes as our run beside it; "
-             "100 episodes each, the stock game's raw reward.", "",
+             "--num_workers=2 --num_envs_per_worker=4`, stopped with Ctrl-C after at least as many minutes as our "
+             "runs took, since its own `--train_for_seconds` never stops it; made and evaluated by "
+             "`python scripts/vs_sample_factory.py`); its minutes are its main loop's. Our runs stopped at their "
+             "target. 100 episodes each, the stock game's raw reward.", "",
              "| scenario | trainer | seed | minutes | frames | frames/s | evaluation (100 episodes) |",
              "|---|---|---:|---:|---:|---:|---|"]
     ours = {_key(r): r for r in rows}

@@ -441,19 +441,18 @@ def _script_module(name: str):
 
 
 def test_the_sample_factory_side_by_side_reads_its_evaluation_as_the_stock_games_raw_reward(tmp_path):
-    """Sample Factory's enjoy script logs each episode with this format string (sample_factory/enjoy.py,
-    2.1.1); its gathering scenarios pay 0.01 a tic alive and nothing on death, where the stock game pays
-    +1 a tic and -100 on death: the side-by-side compares the stock game's reward."""
+    """Sample Factory's enjoy script logs the running mean of its episodes after each one with this format
+    string (sample_factory/enjoy.py, 2.1.1); its gathering scenarios pay 0.01 a tic alive and nothing on death,
+    where the stock game pays +1 a tic and -100 on death: the side-by-side compares the stock game's reward."""
     sf = _script_module("vs_sample_factory")
-    line = "[2026-12-07 12:00:00,000][01234] Episode finished for agent %d at %d frames. Reward: %.3f, " \
-           "true_objective: %.3f"
-    log = "\n".join([line % (0, 2100, 45.0, 21.0),  # survived to the timeout: 2,100 tics alive
-                     line % (0, 4200, 3.1, 3.07),  # died after 307 tics
-                     line % (1, 4300, 9.0, 9.0),  # another agent's episode (multi-agent): not ours
-                     "[2026-12-07 12:00:01,000][01234] Avg episode reward: 24.050, avg true_objective: 12.035"])
-    assert sf.episode_rewards("doom_health_gathering_supreme", log) == [2100.0, 207.0]
+    line = "[2026-12-07 12:00:00,000][01234] Avg episode reward: %.3f, avg true_objective: %.3f"
+    # Running means over the episodes so far: 21.0 (2,100 tics alive), then 3.07 (died after 307 tics), then 9.0.
+    log = "\n".join(["[2026-12-07 12:00:00,000][01234] Num frames 100...", line % (45.0, 21.0),
+                     line % (24.05, (21.0 + 3.07) / 2), line % (19.0, (21.0 + 3.07 + 9.0) / 3)])
+    assert sf.episode_rewards("doom_health_gathering_supreme", log) == [2100.0, 207.0, 800.0]
     # Other scenarios keep the stock rewards: +1 a kill, -1 on death.
-    assert sf.episode_rewards("doom_defend_the_center", line % (0, 900, 23.0, 23.0)) == [23.0]
+    log = "\n".join([line % (23.0, 23.0), line % (22.0, 22.0), line % (22.333, 22.333)])
+    assert sf.episode_rewards("doom_defend_the_center", log) == [23.0, 21.0, 23.0]
     code, _, err = call_main(sf.main, "--sf-python", str(tmp_path / "missing"), "--env", "doom_basic",
                              "--minutes", "1")
     assert code == 2 and err.strip() == f"vs_sample_factory.py: error: no python at {tmp_path / 'missing'}"
