@@ -26,10 +26,10 @@ from doom_a3c.curves import scalars, smooth
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int | None = None) -> dict:
-    """Train one scenario with its defaults (plus ``extra`` options, and ``--seed seed`` where given); the row
-    of figures it produced."""
-    run_name = "results" if seed is None else f"results-seed{seed}"
+def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int) -> dict:
+    """Train one scenario with its defaults (plus ``extra`` options) and ``--seed seed``; the row of figures
+    it produced."""
+    run_name = f"results-seed{seed}"
     # Each seed's checkpoints and GIFs apart from the other seeds'.
     models, frames = runs_dir / "models" / run_name, runs_dir / "frames" / run_name
     # A re-run replaces the last one: TensorBoard would read a stale events file beside the new one as one
@@ -39,7 +39,7 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int | None =
         shutil.rmtree(stale, ignore_errors=True)
     command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", name, "--run-name", run_name,
                "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra,
-               *(["--seed", str(seed)] if seed is not None else [])]
+               "--seed", str(seed)]
     print(f"== {name}: {' '.join(command[2:])}", flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -236,10 +236,10 @@ def side_by_side(rows: list[dict], store: Path) -> str:
              "target. 100 episodes each, the stock game's raw reward.", "",
              "| scenario | trainer | seed | minutes | frames | frames/s | evaluation (100 episodes) |",
              "|---|---|---:|---:|---:|---:|---|"]
-    ours = {_key(r): r for r in rows}
+    ours = _by_scenario(rows)
     for sf in json.loads(store.read_text()):
         name = sf["env"].removeprefix("doom_")
-        for r in (ours[k] for k in sorted(ours) if k[0] == name):
+        for r in ours.get(name, []):
             lines.append(f"| {name} | doom_a3c (this) | {r.get('seed', 1)} | {r['minutes']:.1f} | "
                          f"{r['frames'] / 1e6:.2f}M | {r['fps']:,.0f} | {r['final_mean']:.1f} ± {r['final_std']:.1f} "
                          f"({r['eval_mode']}) |")

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", required=True, help="Sample Factory's environment, e.g. doom_defend_the_center")
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock training time")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes [default: 100]")
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes, at most 100 [default: 100]")
     parser.add_argument("--train-dir", default="runs/sample_factory", help="Sample Factory's runs")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="evaluate the experiment a finished training left in --train-dir")
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.sf_python).is_file():
         print(f"vs_sample_factory.py: error: no python at {args.sf_python}", file=sys.stderr)
         return 2
-    if args.minutes <= 0 or args.episodes < 1:
-        print("vs_sample_factory.py: error: --minutes must be positive and --episodes at least 1", file=sys.stderr)
+    if args.minutes <= 0 or not 1 <= args.episodes <= 100:  # its log's running means cover 100 episodes
+        print("vs_sample_factory.py: error: --minutes must be positive and --episodes 1 to 100", file=sys.stderr)
         return 2
     experiment = f"{args.env}-seed{args.seed}"
     common = [f"--env={args.env}", "--algo=APPO", f"--experiment={experiment}", f"--train_dir={args.train_dir}",
