@@ -338,7 +338,8 @@ def test_evaluations_pause_nine_times_as_long_as_they_took(tmp_path):
         run.kill()
     assert code == 130, out + err
     took = scalars(run_dir, "charts/eval_seconds")
-    assert len(took) >= 2 and all(e.value > 0.01 for e in took)  # 4 episodes of basic: tens of steps each
+    # measured, not zero: once basic is learned its 4 episodes take a few steps each, under 10 ms on CI's machine
+    assert len(took) >= 2 and all(e.value > 0 for e in took)
     for before, after in itertools.pairwise(took):
         pause = (after.wall_time - after.value) - before.wall_time  # end of one to the start of the next
         assert pause >= 9 * before.value - 0.05, (before.value, pause)
