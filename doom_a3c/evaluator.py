@@ -119,7 +119,8 @@ class Evaluator:
         baseline = summarize(self._play(None, episodes, record=False)[0])
         self.reference = baseline["mean"]
         self.summaries.scalar("eval/random_baseline", baseline["mean"], step)
-        self.summaries.say(f"random agent: {baseline['mean']:.1f} ± {baseline['std']:.1f} over {episodes} "
+        d = self.summaries.digits
+        self.summaries.say(f"random agent: {baseline['mean']:.{d}f} ± {baseline['std']:.{d}f} over {episodes} "
                            f"episodes (mean length {baseline['length']:.0f} steps)")
 
     def near_target(self, training_mean: float | None) -> bool:
@@ -149,19 +150,19 @@ class Evaluator:
             self._last["gif"] = started
         self.summaries.scalar("eval/mean_reward", summary["mean"], frames)
         self.summaries.scalar("eval/std_reward", summary["std"], frames)
-        self.last_result = f"{summary['mean']:.1f}"
+        self.last_result = f"{summary['mean']:.{self.summaries.digits}f}"
         self.last_mean = summary["mean"]
         if self.reference is None:  # no random-agent baseline was played: the untrained agent stands in
             self.reference = summary["mean"]
         if summary["mean"] >= self.target:
-            self.summaries.say(f"evaluation {summary['mean']:.1f} reached the target {self.target:g}; confirming "
+            self.summaries.say(f"evaluation {summary['mean']:.{self.summaries.digits}f} reached the target {self.target:g}; confirming "
                                f"over {cfg.final_eval_episodes} episodes")
             results, gif_frames = self._play(weights, cfg.final_eval_episodes, record=True)
             summary = summarize(results)
             if summary["mean"] >= self.target:
                 self._gif("final", gif_frames, frames)
             self.summaries.scalar("eval/confirm_mean_reward", summary["mean"], frames)
-            self.last_result = f"{summary['mean']:.1f}"
+            self.last_result = f"{summary['mean']:.{self.summaries.digits}f}"
         self.keep_if_best(summary, weights)
         self._last["eval"] = time.monotonic()
         return summary if summary["mean"] >= self.target and summary["episodes"] >= cfg.final_eval_episodes else None

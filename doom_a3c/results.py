@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from doom_a3c.curves import scalars, smooth
+from doom_a3c.summaries import reward_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +116,7 @@ def _last(run_dir: Path, tag: str) -> float:
 
 def _digits(row: dict) -> int:
     """Decimals to show a row's rewards with: two where they are fractions of 1 (my_way_home)."""
-    return 2 if abs(row["target"]) < 10 else 1
+    return reward_digits(row["target"])
 
 
 def results_table(rows: list[dict]) -> str:

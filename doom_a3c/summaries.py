@@ -33,6 +33,12 @@ def _markdown_table(rows: dict) -> str:
     return "| setting | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows.items())
 
 
+def reward_digits(target: float) -> int:
+    """Decimals to print a game's rewards with: two where its target is a fraction of 1 or a few units
+    (my_way_home's 0.97: one decimal shows 0.96 as 1.0), one otherwise."""
+    return 2 if abs(target) < 10 else 1
+
+
 class Summaries:
     """The run's TensorBoard writer, the recent episodes and update statistics, and the printed lines.
 
@@ -40,8 +46,9 @@ class Summaries:
     saw is logged and printed beside it.
     """
 
-    def __init__(self, out=sys.stdout):
+    def __init__(self, out=sys.stdout, digits: int = 1):
         self.out = out
+        self.digits = digits  # decimals of the rewards printed (reward_digits)
         self.writer: SummaryWriter | None = None
         self.recent_rewards: collections.deque = collections.deque(maxlen=100)
         self.recent_shaped: collections.deque = collections.deque(maxlen=100)
@@ -119,12 +126,13 @@ class Summaries:
     def progress_line(self, frames: int, fps: float, last_eval: str, best_eval: float, eval_mode: str,
                       elapsed: float, eta: str, counters: dict, resumed_from: int | None) -> str:
         mean = self.training_mean()
-        mean_reward = "-" if mean is None else f"{mean:.1f}"
+        d = self.digits
+        mean_reward = "-" if mean is None else f"{mean:.{d}f}"
         if self.recent_shaped:
-            mean_reward += f" (shaped {np.mean(self.recent_shaped):.1f})"
+            mean_reward += f" (shaped {np.mean(self.recent_shaped):.{d}f})"
         mode = "" if eval_mode == "greedy" else f" {eval_mode}"
         line = (f"frames {human(frames):>7} | {fps:6.0f} fps | reward(last 100) {mean_reward:>6} | "
-                f"eval{mode} {last_eval:>6} (best {best_eval:.1f}) | {clock(elapsed)} elapsed | ETA {eta}")
+                f"eval{mode} {last_eval:>6} (best {best_eval:.{d}f}) | {clock(elapsed)} elapsed | ETA {eta}")
         for key, what in (("env_restarts", "game"), ("worker_restarts", "worker")):
             if counters[key]:
                 line += f" | {counters[key]} {what} restart{'s' if counters[key] > 1 else ''}"

@@ -27,7 +27,7 @@ from doom_a3c.envs import EnvSpec
 from doom_a3c.evaluator import Evaluator
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerRestarted
 from doom_a3c.model import ActorCritic
-from doom_a3c.summaries import Summaries, clock, human
+from doom_a3c.summaries import Summaries, clock, human, reward_digits
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 RESTART_LINES = 10  # game restarts printed one by one; past that, the progress line counts them
@@ -86,7 +86,7 @@ class Trainer:
         self.run_name = cfg.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
         self.model_dir = Path(cfg.models_dir) / spec.name
         self.latest_path = self.model_dir / "latest.pt"
-        self.summaries = Summaries(out)
+        self.summaries = Summaries(out, reward_digits(self.target))
         self.say = self.summaries.say
         self.workers = None  # the backend: backends/local.py or backends/ray_cluster.py
         self.evaluator: Evaluator | None = None
@@ -255,7 +255,7 @@ class Trainer:
             if now - last["log"] >= cfg.log_interval:
                 self.say(self.summaries.progress_line(
                     frames, fps, self.evaluator.last_result, self.evaluator.best, self.evaluator.mode, elapsed,
-                    self._eta(frames, fps, elapsed), self.counters, self.resumed_from))
+                    self._eta(frames, fps, elapsed), self.counters, self.resumed_from) + self._stage_note(frames))
                 last["log"] = now
             if cfg.max_frames and frames >= cfg.max_frames:
                 return "max_frames"
@@ -305,7 +305,8 @@ class Trainer:
             self.summaries.scalar(f"eval/final_{key}", final[key], step)
         self.summaries.text("eval/final", json.dumps({**final, "mode": evaluator.mode}), step)
         self._close()
-        self.say(f"final evaluation: {final['mean']:.1f} ± {final['std']:.1f} "
+        d = self.summaries.digits
+        self.say(f"final evaluation: {final['mean']:.{d}f} ± {final['std']:.{d}f} "
                  f"(min {final['min']:.0f}, max {final['max']:.0f}, mean length {final['length']:.1f} steps) "
                  f"over {final['episodes']} episodes, {evaluator.mode} actions")
         self.say(f"checkpoints: {evaluator.best_path} (best), {self.latest_path}; GIFs: {evaluator.gif_dir}/")
@@ -345,6 +346,15 @@ class Trainer:
         if path == self.latest_path:
             self.latest_frames = int(self.counters["frames"])
         return True
+
+    def _stage_note(self, frames: int) -> str:
+        """Where a curriculum is under way, its stage for the progress line (and the skill in TensorBoard)."""
+        stage, stages = self.spec.stage(frames), self.spec.stage(2**62)  # the stage after the last: as declared
+        if stage == stages:
+            return ""
+        skill = self.spec.at_stage(stage).doom_skill
+        self.summaries.scalar("charts/curriculum_skill", skill, frames)
+        return f" | curriculum stage {stage + 1} of {stages}: skill {skill}"
 
     def _close(self) -> None:
         self.summaries.close()

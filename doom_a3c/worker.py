@@ -187,6 +187,7 @@ class Worker:
         num_envs = cfg.envs_per_worker
         self.out = shared.queue(rank)
         self.game_starts = [0] * num_envs  # games started in each slot: a replacement gets a new seed
+        self.game_stages = [0] * num_envs  # the curriculum stage each slot's game plays (spec.stage)
         self.envs = [self._start_game(i) for i in range(num_envs)]
         self.model = ActorCritic(**shared.model_kwargs())
         self.head = self.model.policy
@@ -223,14 +224,24 @@ class Worker:
     # -- games ---------------------------------------------------------------------------------------
     def _start_game(self, i: int):
         """A new game for slot ``i``, seeded ``seed + rank * envs_per_worker + i`` the first time and with a
-        fresh seed for each replacement (a crash must not replay into the same state)."""
+        fresh seed for each replacement (a crash must not replay into the same state). It plays the
+        curriculum stage (if the scenario declares one) of the frames trained on so far."""
         cfg = self.cfg
         seed = cfg.seed + self.rank * cfg.envs_per_worker + i + self.game_starts[i] * 1_000_003
         self.game_starts[i] += 1
-        return make_env(self.spec, seed=seed, engine_timeout=cfg.env_timeout)
+        self.game_stages[i] = stage = self.spec.stage(self.shared.total_frames())
+        return make_env(self.spec.at_stage(stage), seed=seed, engine_timeout=cfg.env_timeout)
 
     def _reset_game(self, i: int) -> np.ndarray:
-        """The first observation of a new episode in slot ``i``, replacing the game if its engine fails."""
+        """The first observation of a new episode in slot ``i``, replacing the game if its engine fails, or
+        with a game of the next curriculum stage once the frames trained on have moved past this one's (a
+        game's skill level holds from its start: ViZDoom 1.2 does not apply one set on a running game)."""
+        if self.spec.stage(self.shared.total_frames()) != self.game_stages[i]:
+            self.envs[i].close()
+            try:
+                self.envs[i] = self._start_game(i)
+            except Exception as err:  # vizdoom raises its own types when an engine will not start
+                return self._replace_game(i, f"could not start the next curriculum stage's game ({err})")
         try:
             return self.envs[i].reset()[0]
         except EngineError as err:

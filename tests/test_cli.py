@@ -476,3 +476,18 @@ def test_the_results_page_puts_sample_factorys_runs_beside_ours(tmp_path):
         "| defend_the_center | doom_a3c (this) | 1001 | 10.6 | 17.11M | 27,020 | 24.1 ± 0.9 (greedy) |",
         "| defend_the_center | Sample Factory 2.1.1 APPO | 1 | 10.5 | 1.05M | 1,667 | 5.2 ± 2.0 (sampled), "
         "4.0 ± 1.5 (greedy) |"]
+
+
+def test_progress_lines_print_rewards_to_the_targets_precision():
+    """my_way_home's target is 0.97: its rewards print with two decimals (one showed 0.96 as 1.0, the
+    target looking reached); a target of tens or more keeps one."""
+    import io
+
+    from doom_a3c.summaries import Summaries, reward_digits
+
+    assert (reward_digits(0.97), reward_digits(-5), reward_digits(24), reward_digits(1500)) == (2, 2, 1, 1)
+    summaries = Summaries(io.StringIO(), reward_digits(0.97))
+    summaries.recent_rewards.extend([0.955, 0.965])
+    line = summaries.progress_line(10**6, 100.0, "0.96", 0.9612, "sampled", 60.0, "1:00",
+                                   {"env_restarts": 0, "worker_restarts": 0}, None)
+    assert "reward(last 100)   0.96 |" in line and "eval sampled   0.96 (best 0.96)" in line

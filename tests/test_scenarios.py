@@ -79,6 +79,12 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),
     ('config = "basic.cfg"\nactions = [[1, 0, "x"]]\n', "'actions' must be a list of lists of numbers"),
     ('config = "basic.cfg"\nactions = [[1, 0]]\n', "every action must have one entry per button (3)"),
+    ('config = "basic.cfg"\ndoom_skill = 6\n', "'doom_skill' must be a Doom skill level from 1 to 5"),
+    ('config = "basic.cfg"\ncurriculum = 3\n', "curriculum stages must be [[curriculum]] tables"),
+    ('config = "basic.cfg"\n[[curriculum]]\nframes = 10\n', "stage 1 must give exactly 'frames' and 'doom_skill'"),
+    ('config = "basic.cfg"\n[[curriculum]]\nframes = 10\ndoom_skill = 0\n', "stage 1's 'doom_skill' must be"),
+    ('config = "basic.cfg"\n[[curriculum]]\nframes = 10\ndoom_skill = 1\n[[curriculum]]\nframes = 10\n'
+     'doom_skill = 3\n', "curriculum stage 2: 'frames' must be a positive integer, larger than the stage before's"),
 ])
 def test_invalid_scenario_files_name_the_file_and_the_problem(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
@@ -220,3 +226,37 @@ def test_unshaped_scenarios_report_no_shaped_reward():
         assert "shaped_reward" not in info and reward == pytest.approx(info["raw_reward"] * 0.01)
     finally:
         env.close()
+
+
+def _run_forward(spec, seeds):
+    """Raw returns of episodes that only run forward (deadly_corridor's MOVE_FORWARD), one per seed."""
+    forward = [i for i, a in enumerate(spec.actions) if a == tuple(int(b == "MOVE_FORWARD") for b in spec.buttons)]
+    env = make_env(spec, seed=0)
+    try:
+        returns = []
+        for seed in seeds:
+            env.reset(seed=seed)
+            while True:
+                *_, terminated, truncated, info = env.step(forward[0])
+                if terminated or truncated:
+                    returns.append(info["episode"]["r"])
+                    break
+        return returns
+    finally:
+        env.close()
+
+
+def test_a_curriculum_plays_its_stages_skill_and_then_the_scenario_as_declared(tmp_path):
+    """deadly_corridor with a two-stage curriculum: the stage for a frame count, and the games each stage
+    builds. At skill 1 (half the damage) running straight for the vest gets there (about +2,280); at the
+    .cfg's skill 5 the shooters kill it within a few hundred units (this seed: under 500)."""
+    path = tmp_path / "corridor.toml"
+    path.write_text('config = "deadly_corridor.cfg"\nbuttons = ["MOVE_FORWARD", "ATTACK"]\nsize = [42, 42]\n'
+                    '[[curriculum]]\nframes = 1000\ndoom_skill = 1\n'
+                    '[[curriculum]]\nframes = 5000\ndoom_skill = 3\n')
+    spec = load_scenario(str(path))
+    assert spec.curriculum == ((1000, 1), (5000, 3)) and spec.doom_skill == 0
+    assert [spec.stage(f) for f in (0, 999, 1000, 4999, 5000, 10**9)] == [0, 0, 1, 1, 2, 2]
+    assert spec.at_stage(0).doom_skill == 1 and spec.at_stage(1).doom_skill == 3 and spec.at_stage(2) is spec
+    easy, declared = _run_forward(spec.at_stage(0), [100, 103]), _run_forward(spec, [100, 103])
+    assert min(easy) > 2000 and max(declared) < 500, (easy, declared)

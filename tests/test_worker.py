@@ -169,3 +169,31 @@ def test_workers_claim_cores_of_their_own_and_a_dead_one_lets_its_core_go(tmp_pa
     for process, conn, _ in claimants + [newcomer]:
         conn.send("end")
         process.join(10)
+
+
+def test_a_curriculum_stage_ends_with_new_games_at_the_next_skill(tmp_path):
+    """Each game starts at its curriculum stage's skill (ViZDoom 1.2 ignores one set on a running game); once
+    the frames trained on pass the stage's end, each game is replaced at its next episode by one of the next
+    stage, and past the last stage the games play the scenario as declared."""
+    from doom_a3c.envs import load_scenario
+
+    path = tmp_path / "corridor.toml"
+    path.write_text('config = "deadly_corridor.cfg"\nbuttons = ["MOVE_FORWARD", "ATTACK"]\nsize = [42, 42]\n'
+                    '[[curriculum]]\nframes = 1000\ndoom_skill = 1\n'
+                    '[[curriculum]]\nframes = 2000\ndoom_skill = 3\n')
+    spec = load_scenario(str(path))
+    worker = _worker(spec, envs_per_worker=2, rollout_len=10)
+    try:
+        assert [env.scenario.doom_skill for env in worker.envs] == [1, 1] and worker.game_stages == [0, 0]
+        first = list(worker.envs)
+        worker._reset_game(0)
+        assert worker.envs[0] is first[0]  # still in stage 1: the same game
+        for frames, skill, stage in ((1500, 3, 1), (3000, 0, 2)):
+            worker.shared.add_frames(0, frames - worker.shared.total_frames())
+            for i in range(2):
+                before = worker.envs[i]
+                assert worker._reset_game(i).shape == spec.obs_shape
+                assert worker.envs[i] is not before and worker.envs[i].scenario.doom_skill == skill
+            assert worker.game_stages == [stage, stage]
+    finally:
+        worker.close()

@@ -73,6 +73,8 @@ def configure_game(spec: ScenarioSpec, seed: int | None = None, visible: bool = 
     game.set_mode(vizdoom.Mode.PLAYER)
     if spec.timeout:
         game.set_episode_timeout(spec.timeout)
+    if spec.doom_skill:  # before init: set on a running game, ViZDoom 1.2 played every later episode at skill 1
+        game.set_doom_skill(spec.doom_skill)
     if seed is not None:
         game.set_seed(int(seed) % (2**31))
     launcher = owned_engine_path()

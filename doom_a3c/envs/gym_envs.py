@@ -53,6 +53,13 @@ class GymSpec:
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     source: str = ""  # the file this spec was read from ("" for a bare gymnasium id)
 
+    def stage(self, frames: int) -> int:
+        """No curriculum (ScenarioSpec.stage): training plays the game as declared from the start."""
+        return 0
+
+    def at_stage(self, stage: int) -> GymSpec:
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for checkpoints and logs."""
         return dataclasses.asdict(self)

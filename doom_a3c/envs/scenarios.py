@@ -47,6 +47,11 @@ class ScenarioSpec:
     # Reward shaping from game variables: name -> (weight per unit increase, weight per unit decrease).
     # The learner sees raw + shaping; every report (logs, evaluation, target, play.py) stays raw.
     shaping: dict[str, tuple[float, float]] = field(default_factory=dict)
+    doom_skill: int = 0  # the skill level (1-5) games start at; 0: the .cfg's own
+    # Training stages played before the scenario as declared: (frames, doom_skill) pairs, in order. Training
+    # games play a stage's skill until all workers together have trained on that many frames; evaluations,
+    # the target, GIFs and play.py always play the scenario as declared.
+    curriculum: tuple[tuple[int, int], ...] = ()
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     source: str = ""  # the file this spec was read from
 
@@ -59,6 +64,16 @@ class ScenarioSpec:
     def num_actions(self) -> int:
         """Size of the discrete action set."""
         return len(self.actions)
+
+    def stage(self, frames: int) -> int:
+        """The curriculum stage training games play after ``frames`` frames; ``len(curriculum)``: none left."""
+        return next((k for k, (until, _) in enumerate(self.curriculum) if frames < until), len(self.curriculum))
+
+    def at_stage(self, stage: int) -> ScenarioSpec:
+        """This scenario as curriculum stage ``stage`` plays it (past the last: as declared)."""
+        if stage >= len(self.curriculum):
+            return self
+        return dataclasses.replace(self, doom_skill=self.curriculum[stage][1])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists, numbers, strings) for checkpoints and logs."""
@@ -127,6 +142,30 @@ def _shaping(table: Any, path: Path) -> dict[str, tuple[float, float]]:
                                 f"got {value!r}")
         weights[str(name).upper()] = (up, down)
     return weights
+
+
+def _skill(value: Any, where: str, path: Path) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5):
+        raise ScenarioError(f"{path}: {where} must be a Doom skill level from 1 to 5, got {value!r}")
+    return value
+
+
+def _curriculum(stages: Any, path: Path) -> tuple[tuple[int, int], ...]:
+    """``[[curriculum]]`` tables, each ``frames = N`` (the stage lasts until N frames in all) and
+    ``doom_skill = S``, their frames increasing."""
+    if not (isinstance(stages, list) and all(isinstance(t, dict) for t in stages)):
+        raise ScenarioError(f"{path}: curriculum stages must be [[curriculum]] tables")
+    out: list[tuple[int, int]] = []
+    for k, stage in enumerate(stages, 1):
+        if set(stage) != {"frames", "doom_skill"}:
+            raise ScenarioError(f"{path}: curriculum stage {k} must give exactly 'frames' and 'doom_skill', "
+                                f"got {sorted(stage)}")
+        frames = stage["frames"]
+        if not (isinstance(frames, int) and not isinstance(frames, bool) and frames > (out[-1][0] if out else 0)):
+            raise ScenarioError(f"{path}: curriculum stage {k}: 'frames' must be a positive integer, larger "
+                                f"than the stage before's, got {frames!r}")
+        out.append((frames, _skill(stage["doom_skill"], f"curriculum stage {k}'s 'doom_skill'", path)))
+    return tuple(out)
 
 
 def _pair(value: Any, name: str, path: Path, length: int) -> tuple[int, ...]:
@@ -225,6 +264,8 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         target_reward=float(data.get("target_reward", float("inf"))),
         eval_mode=eval_mode,
         shaping=_shaping(data.get("shaping", {}), path),
+        doom_skill=_skill(data["doom_skill"], "'doom_skill'", path) if "doom_skill" in data else 0,
+        curriculum=_curriculum(data.get("curriculum", []), path),
         train=dict(train),
         source=str(path.resolve()),
     )
