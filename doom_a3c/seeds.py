@@ -13,6 +13,7 @@ import math
 import statistics
 
 from doom_a3c.config import TrainConfig
+from doom_a3c.summaries import reward_digits
 
 SEED_STRIDE = 1000  # worker i of a run plays seed + i: runs' seeds far apart never share a worker's
 
@@ -58,7 +59,7 @@ def format_seeds(rows: list[dict], scenario: str, target: float) -> str:
              "| seed | ended by | frames | minutes | final evaluation |", "|---:|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['seed']} | {'target' if r['reached'] else r['stop']} | {r['frames'] / 1e6:.2f}M | "
-                     f"{r['minutes']:.1f} | {r['final_mean']:.1f} |")
+                     f"{r['minutes']:.1f} | {r['final_mean']:.{reward_digits(target)}f} |")
     s = summarize_seeds(rows)
 
     def frames(x: float) -> str:

@@ -79,6 +79,10 @@ def test_a_file_dropped_into_the_scenarios_folder_is_known(tmp_path):
     ('config = "basic.cfg"\n[shaping]\nHEALTH = [1, 2, 3]\n', "HEALTH must be a number or [increase, decrease]"),
     ('config = "basic.cfg"\nactions = [[1, 0, "x"]]\n', "'actions' must be a list of lists of numbers"),
     ('config = "basic.cfg"\nactions = [[1, 0]]\n', "every action must have one entry per button (3)"),
+    ('config = "basic.cfg"\naction_groups = [["USE"]]\n', "'action_groups' names ['USE'], which are not among"),
+    ('config = "basic.cfg"\naction_groups = [["ATTACK"], ["ATTACK"]]\n', "a button in more than one group"),
+    ('config = "basic.cfg"\naction_groups = [[]]\n', "'action_groups' must be a list of non-empty lists"),
+    ('config = "basic.cfg"\nactions = [[1, 0, 0]]\naction_groups = [["ATTACK"]]\n', "'actions' or 'action_groups'"),
     ('config = "basic.cfg"\ndoom_skill = 6\n', "'doom_skill' must be a Doom skill level from 1 to 5"),
     ('config = "basic.cfg"\ncurriculum = 3\n', "curriculum stages must be [[curriculum]] tables"),
     ('config = "basic.cfg"\n[[curriculum]]\nframes = 10\n', "stage 1 must give exactly 'frames' and 'doom_skill'"),
@@ -260,3 +264,18 @@ def test_a_curriculum_plays_its_stages_skill_and_then_the_scenario_as_declared(t
     assert spec.at_stage(0).doom_skill == 1 and spec.at_stage(1).doom_skill == 3 and spec.at_stage(2) is spec
     easy, declared = _run_forward(spec.at_stage(0), [100, 103]), _run_forward(spec, [100, 103])
     assert min(easy) > 2000 and max(declared) < 500, (easy, declared)
+
+
+def test_action_groups_make_every_combination_of_one_button_or_none_per_group(tmp_path):
+    """Sample Factory's extended Doom action space (turn x move x strafe x attack: 3 x 3 x 3 x 2 = 54), and
+    a button left out of every group is never pressed."""
+    path = tmp_path / "combos.toml"
+    path.write_text('config = "deadly_corridor.cfg"\nbuttons = ["TURN_LEFT", "TURN_RIGHT", "MOVE_FORWARD", '
+                    '"MOVE_BACKWARD", "MOVE_LEFT", "MOVE_RIGHT", "ATTACK", "USE"]\naction_groups = [["TURN_LEFT", '
+                    '"TURN_RIGHT"], ["MOVE_FORWARD", "MOVE_BACKWARD"], ["MOVE_LEFT", "MOVE_RIGHT"], ["attack"]]\n')
+    spec = load_scenario(str(path))
+    assert spec.num_actions == 54 and len(set(spec.actions)) == 54
+    assert spec.actions[0] == (0,) * 8 and spec.actions[1] == (0, 0, 0, 0, 0, 0, 1, 0)  # none, then attack
+    assert spec.actions[-1] == (0, 1, 0, 1, 0, 1, 1, 0)  # the last choice of every group
+    assert all(a[0] + a[1] <= 1 and a[2] + a[3] <= 1 and a[4] + a[5] <= 1 and a[7] == 0 for a in spec.actions)
+    assert spec.action_groups[-1] == ("ATTACK",)

@@ -7,6 +7,7 @@ Scenarios are data, not code (Sample Factory's ``DOOM_ENVS`` table): a user adds
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ class ScenarioSpec:
     description: str = ""
     buttons: tuple[str, ...] = ()  # empty: the buttons the .cfg declares
     actions: tuple[tuple[float, ...], ...] = ()  # button vectors; empty: one action per button
+    # Instead of listing actions: groups of buttons, each pressing none or one of its own, every combination
+    # an action (Sample Factory's Tuple of Discrete spaces, flattened: [[TURN_LEFT, TURN_RIGHT], [ATTACK]] is
+    # 3 x 2 = 6 actions, the first group varying slowest).
+    action_groups: tuple[tuple[str, ...], ...] = ()
     # Buttons pressed on the first tic of a step only, then released for the rest of it: a tap, not a hold.
     # Doom's pistol shoots straight only when its trigger was released since the last shot.
     tap: tuple[str, ...] = ()
@@ -168,6 +173,28 @@ def _curriculum(stages: Any, path: Path) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+def _group_actions(groups: Any, buttons: tuple[str, ...], path: Path) -> tuple[tuple[str, ...], ...]:
+    """Validated ``action_groups``: lists of button names among ``buttons``, no button in two groups."""
+    if not (isinstance(groups, list) and groups and all(
+            isinstance(g, list) and g and all(isinstance(b, str) for b in g) for g in groups)):
+        raise ScenarioError(f"{path}: 'action_groups' must be a list of non-empty lists of button names, "
+                            f"got {groups!r}")
+    groups = tuple(tuple(b.upper() for b in g) for g in groups)
+    named = [b for g in groups for b in g]
+    if set(named) - set(buttons):
+        raise ScenarioError(f"{path}: 'action_groups' names {sorted(set(named) - set(buttons))}, which are not "
+                            f"among the buttons {list(buttons)}")
+    if len(named) != len(set(named)):
+        raise ScenarioError(f"{path}: 'action_groups' names a button in more than one group")
+    return groups
+
+
+def _combinations(groups: tuple[tuple[str, ...], ...], buttons: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Every action the groups make: one choice per group (none, or one of its buttons)."""
+    choices = [(None, *g) for g in groups]
+    return tuple(tuple(int(b in pick) for b in buttons) for pick in itertools.product(*choices))
+
+
 def _pair(value: Any, name: str, path: Path, length: int) -> tuple[int, ...]:
     if not (isinstance(value, list) and len(value) == length and all(isinstance(v, int) and v >= 0 for v in value)):
         raise ScenarioError(f"{path}: '{name}' must be a list of {length} non-negative integers, got {value!r}")
@@ -214,6 +241,12 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
     if bad:
         raise ScenarioError(f"{path}: unknown ViZDoom buttons {bad}")
     actions = data.get("actions", [])
+    groups = ()
+    if "action_groups" in data:
+        if actions:
+            raise ScenarioError(f"{path}: give 'actions' or 'action_groups', not both")
+        groups = _group_actions(data["action_groups"], buttons, path)
+        actions = [list(a) for a in _combinations(groups, buttons)]
     # Binary buttons take 0/1; delta buttons (TURN_LEFT_RIGHT_DELTA, ...) take a signed amount per tic.
     if not (isinstance(actions, list) and all(isinstance(a, list) and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in a) for a in actions)):
@@ -252,6 +285,7 @@ def load_scenario_file(path: Path) -> ScenarioSpec:
         description=str(data.get("description", "")),
         buttons=buttons,
         actions=actions,
+        action_groups=groups,
         tap=tap,
         resolution=resolution,
         crop=_pair(data.get("crop", [0, 0, 0, 0]), "crop", path, 4),
