@@ -279,3 +279,24 @@ def test_action_groups_make_every_combination_of_one_button_or_none_per_group(tm
     assert spec.actions[-1] == (0, 1, 0, 1, 0, 1, 1, 0)  # the last choice of every group
     assert all(a[0] + a[1] <= 1 and a[2] + a[3] <= 1 and a[4] + a[5] <= 1 and a[7] == 0 for a in spec.actions)
     assert spec.action_groups[-1] == ("ATTACK",)
+
+
+def test_the_progress_line_and_tensorboard_show_the_curriculum_stage(tmp_path):
+    """While a stage lasts the progress line names it and charts/curriculum_skill logs its skill; past the
+    last one (and for a scenario without a curriculum) neither says anything."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from conftest import scalars
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.trainer import Trainer
+
+    path = tmp_path / "corridor.toml"
+    path.write_text('config = "deadly_corridor.cfg"\n[[curriculum]]\nframes = 1000\ndoom_skill = 1\n'
+                    '[[curriculum]]\nframes = 5000\ndoom_skill = 3\n')
+    trainer = Trainer(TrainConfig(), load_scenario(str(path)))
+    trainer.summaries.writer = SummaryWriter(str(tmp_path / "run"))
+    notes = [trainer._stage_note(frames) for frames in (0, 2000, 5000)]
+    trainer.summaries.writer.close()
+    assert notes == [" | curriculum stage 1 of 2: skill 1", " | curriculum stage 2 of 2: skill 3", ""]
+    assert [(e.step, e.value) for e in scalars(tmp_path / "run", "charts/curriculum_skill")] == [(0, 1), (2000, 3)]
+    assert Trainer(TrainConfig(), load_scenario("basic"))._stage_note(0) == ""
