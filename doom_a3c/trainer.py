@@ -306,8 +306,9 @@ class Trainer:
         self.summaries.text("eval/final", json.dumps({**final, "mode": evaluator.mode}), step)
         self._close()
         d = self.summaries.digits
+        e = d if d > 1 else 0  # whole scores' extremes without decimals; fractions of 1 with theirs
         self.say(f"final evaluation: {final['mean']:.{d}f} ± {final['std']:.{d}f} "
-                 f"(min {final['min']:.0f}, max {final['max']:.0f}, mean length {final['length']:.1f} steps) "
+                 f"(min {final['min']:.{e}f}, max {final['max']:.{e}f}, mean length {final['length']:.1f} steps) "
                  f"over {final['episodes']} episodes, {evaluator.mode} actions")
         self.say(f"checkpoints: {evaluator.best_path} (best), {self.latest_path}; GIFs: {evaluator.gif_dir}/")
         return result
