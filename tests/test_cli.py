@@ -491,3 +491,17 @@ def test_progress_lines_print_rewards_to_the_targets_precision():
     line = summaries.progress_line(10**6, 100.0, "0.96", 0.9612, "sampled", 60.0, "1:00",
                                    {"env_restarts": 0, "worker_restarts": 0}, None)
     assert "reward(last 100)   0.96 |" in line and "eval sampled   0.96 (best 0.96)" in line
+
+
+def test_the_seeds_table_counts_only_runs_of_the_preset_as_it_is():
+    """A seed run with options of its own (a cap, or an earlier preset's settings) is shown with them and not
+    counted: the scenario is reached only where every seed of its preset reached the target."""
+    from doom_a3c.results import seeds_table
+
+    row = {"scenario": "health_gathering_supreme", "target": 1500.0, "reached": True, "frames": 36_980_000,
+           "minutes": 25.9, "target_frames": 36_250_000, "target_minutes": 25.1, "options": ""}
+    old = {**row, "seed": 1, "options": "--envs-per-worker 8 --no-lr-decay"}
+    new = {**row, "seed": 1001, "target_frames": 39_690_000, "target_minutes": 27.7}
+    line = seeds_table([old, new]).splitlines()[-1]
+    assert "| 1 of 2 |" in line and "with `--envs-per-worker 8 --no-lr-decay`, not counted" in line
+    assert "| **2 of 2** |" in seeds_table([{**old, "options": ""}, new]).splitlines()[-1]
