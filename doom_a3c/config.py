@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +35,13 @@ class TrainConfig:
     lr_decay: bool = _help("decay the learning rate linearly to 0 at --max-frames (needs --max-frames)", default=False)
     adam_eps: float = _help("Adam epsilon", default=1e-5)
     entropy_beta: float = _help("entropy bonus coefficient", default=0.01)
+    entropy_beta_end: float = _help("anneal the entropy bonus linearly from --entropy-beta to this at --max-frames "
+                                    "(needs --max-frames); default: constant", default=float("nan"))
     value_coef: float = _help("value loss coefficient", default=0.5)
     max_grad_norm: float = _help("gradient-norm clipping threshold", default=40.0)
+    normalize_returns: bool = _help("divide the rewards the workers learn from by a running standard deviation "
+                                    "of the discounted return (each worker its own estimate; reported rewards "
+                                    "stay raw)", default=False)
     hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
     lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
     acting: str = _help("what the workers act with: ort (the network's forward pass in ONNX Runtime, on the same "
@@ -112,6 +118,11 @@ class TrainConfig:
             raise ValueError(f"--eval-mode must be greedy or sampled, got '{self.eval_mode}'")
         if self.lr_decay and not self.max_frames:
             raise ValueError("--lr-decay decays the learning rate to 0 at --max-frames: give --max-frames N")
+        if not math.isnan(self.entropy_beta_end):
+            if self.entropy_beta_end < 0:
+                raise ValueError(f"--entropy-beta-end must be 0 or more, got {self.entropy_beta_end}")
+            if not self.max_frames:
+                raise ValueError("--entropy-beta-end anneals the entropy bonus until --max-frames: give --max-frames N")
         from doom_a3c.returns import ADVANTAGES
 
         if self.advantage not in ADVANTAGES:

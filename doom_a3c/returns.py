@@ -35,6 +35,38 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor
     return advantages_t, advantages_t + values.detach()
 
 
+class ReturnNormalizer:
+    """Rewards divided by a running standard deviation of the discounted return, so that the critic's targets
+    and the advantages keep about unit scale whatever the scenario pays (what gymnasium's ``NormalizeReward``
+    and Stable-Baselines3's ``VecNormalize`` do, and Sample Factory's ``--normalize_returns`` aims at).
+
+    One per worker, over its games: each game's discounted return ``G = gamma * G + r`` (reset where its
+    episode ended) feeds gymnasium's ``RunningMeanStd`` once per rollout, and the rollout's rewards are divided
+    by the standard deviation that includes them. The workers' estimates see the same game, so they agree."""
+
+    def __init__(self, num_envs: int, gamma: float, epsilon: float = 1e-8):
+        from gymnasium.wrappers.utils import RunningMeanStd
+
+        self.gamma, self.epsilon = gamma, epsilon
+        self.returns = np.zeros(num_envs)  # each game's discounted return so far in its episode
+        self.stats = RunningMeanStd(shape=())
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.stats.var + self.epsilon))
+
+    def normalize(self, rewards: np.ndarray, dones: np.ndarray, mask: np.ndarray) -> None:
+        """Scale a (T, B) rollout's ``rewards`` in place; ``dones[t]`` ends an episode after step t, and
+        ``mask`` is 0 where a game was not playing (its steps are left out of the statistics)."""
+        seen = np.empty(rewards.shape)
+        for t in range(rewards.shape[0]):
+            self.returns = self.gamma * self.returns + rewards[t]
+            seen[t] = self.returns
+            self.returns[dones[t] > 0] = 0.0
+        self.stats.update(seen[mask > 0])
+        rewards /= rewards.dtype.type(self.std)
+
+
 ADVANTAGES = ("gae", "returns", "returns-mean")
 """The policy-gradient family, as ``--advantage``: what multiplies grad log pi(a|s).
 

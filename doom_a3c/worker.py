@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.envs.engine import on_wedged
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
 from doom_a3c.model import ActorCritic
-from doom_a3c.returns import estimate_advantages, policy_gradient_loss, uses_critic
+from doom_a3c.returns import ReturnNormalizer, estimate_advantages, policy_gradient_loss, uses_critic
 from doom_a3c.shared_optim import AdamUpdate, SharedAdam
 
 GAME_START_TRIES = 3  # a game that cannot be started this many times in a row ends the worker
@@ -114,6 +115,15 @@ def scheduled_lr(cfg: TrainConfig, frames: int) -> float | None:
     if not cfg.lr_decay:
         return None
     return cfg.lr * (1.0 - min(frames / cfg.max_frames, 1.0))
+
+
+def scheduled_entropy_beta(cfg: TrainConfig, frames: int) -> float:
+    """The entropy bonus after ``frames`` frames: --entropy-beta, or, with --entropy-beta-end, the straight line
+    from one to the other over ``max_frames``."""
+    if math.isnan(cfg.entropy_beta_end):
+        return cfg.entropy_beta
+    done = min(frames / cfg.max_frames, 1.0)
+    return cfg.entropy_beta + (cfg.entropy_beta_end - cfg.entropy_beta) * done
 
 
 def budget_spent(cfg: TrainConfig, frames: int) -> bool:
@@ -209,6 +219,10 @@ class Worker:
         self.starts = torch.zeros(steps, num_envs)  # 1 where step t is the first of an episode
         self.actions = torch.zeros((steps, num_envs, *self.model.action_shape), dtype=self.head.action_dtype)
         self.rewards = torch.zeros(steps, num_envs)
+        # Values folded into a reward (a timeout's bootstrap, a lost game's cut): already in the critic's units,
+        # added after --normalize-returns has scaled the games' own rewards.
+        self.bootstraps = torch.zeros(steps, num_envs)
+        self.normalizer = ReturnNormalizer(num_envs, cfg.gamma) if cfg.normalize_returns else None
         self.dones = torch.zeros(steps, num_envs)  # 1 where the episode ended at step t
         self.values = torch.zeros(steps, num_envs)
         self.mask = torch.ones(steps, num_envs)  # 0 where a game had already finished its episode
@@ -317,7 +331,9 @@ class Worker:
         gamma, head = self.cfg.gamma, self.head
         obs_np = obs.numpy()  # the next observations, written in place as the games step
         rewards, dones, mask = self.rewards.numpy(), self.dones.numpy(), self.mask.numpy()
+        bootstraps = self.bootstraps.numpy()
         mask.fill(1.0)
+        bootstraps.fill(0.0)
         active = np.ones(len(self.envs), dtype=bool)
         if self.whole_episodes:
             start = torch.ones(len(self.envs))  # every game starts an episode (each was reset at its end)
@@ -345,7 +361,8 @@ class Worker:
                     # value there (no gradient for the action the game never played) and bootstrap
                     # every earlier step of the episode from it. Without a critic there is nothing to
                     # bootstrap from: the episode just ends.
-                    rewards[t, i] = float(self.values[t, i]) if self.critic else 0.0
+                    rewards[t, i] = 0.0
+                    bootstraps[t, i] = float(self.values[t, i]) if self.critic else 0.0
                     dones[t, i] = 1.0
                     obs_np[i] = self._replace_game(i, str(err))
                     if self.whole_episodes:  # the game's episode is over; the unplayed step is not counted
@@ -357,7 +374,7 @@ class Worker:
                     with torch.inference_mode():
                         row = (state[0][i : i + 1], state[1][i : i + 1])
                         _, tail, _ = self.model(torch.as_tensor(next_obs).unsqueeze(0), row, torch.zeros(1))
-                    reward += gamma * float(tail)
+                    bootstraps[t, i] = gamma * float(tail)
                 rewards[t, i] = reward
                 ended = terminated or truncated
                 dones[t, i] = ended
@@ -372,6 +389,9 @@ class Worker:
             if not active.any():
                 steps = t + 1
                 break
+        if self.normalizer is not None:
+            self.normalizer.normalize(rewards[:steps], dones[:steps], mask[:steps])
+        rewards[:steps] += bootstraps[:steps]
         return obs, (state[0].clone(), state[1].clone()), start, steps
 
     def update(self, last_value: torch.Tensor, steps: int | None = None) -> dict[str, float]:
@@ -388,8 +408,9 @@ class Worker:
         params, new_values, _ = self.model.unroll(self.obs_buf[:steps], first_state, self.starts[:steps], recorded)
         params = params.flatten(0, 1)
         log_probs, entropy = self.head.log_prob_and_entropy(params, self.actions[:steps].flatten(0, 1))
+        entropy_beta = scheduled_entropy_beta(cfg, self.shared.total_frames())
         loss, stats = policy_gradient_loss(
-            log_probs, entropy, new_values.flatten(), advantages.flatten(), returns.flatten(), cfg.entropy_beta,
+            log_probs, entropy, new_values.flatten(), advantages.flatten(), returns.flatten(), entropy_beta,
             cfg.value_coef if self.critic else 0.0, mask.flatten() if self.whole_episodes else None)
         self.model.zero_grad(set_to_none=True)
         loss.backward()
@@ -397,6 +418,8 @@ class Worker:
         lr = self.shared.push(self.local_params, cfg)
         if lr is not None:
             stats["charts/learning_rate"] = lr
+        if not math.isnan(cfg.entropy_beta_end):
+            stats["charts/entropy_beta"] = entropy_beta
         stats["losses/grad_norm"] = float(grad_norm)
         return stats
 

@@ -134,6 +134,9 @@ def test_play_finds_best_checkpoint_by_scenario(trained):
     (["--workers", "0"], "--workers must be at least 1, got 0"),
     (["--rollout-len", "-5"], "--rollout-len must be 0 or more, got -5"),
     (["--gamma", "1.5"], "--gamma must be between 0 and 1"),
+    (["--entropy-beta-end", "-1"], "--entropy-beta-end must be 0 or more, got -1.0"),
+    (["--entropy-beta-end", "0.001", "--max-frames", "0"], "--entropy-beta-end anneals the entropy bonus until "
+                                                           "--max-frames: give --max-frames N"),
     (["--resume"], "checkpoint not found: models/basic/latest.pt"),
 ])
 def test_train_bad_input_is_one_clear_line_and_exit_2(args, fragment):

@@ -74,9 +74,17 @@ def test_update_replays_the_rollout_from_the_state_it_started_in(basic_spec):
         worker.close()
 
 
-def test_truncation_bootstraps_and_termination_does_not(basic_spec):
+@pytest.mark.parametrize("normalize", [False, True], ids=["raw", "normalize-returns"])
+def test_truncation_bootstraps_and_termination_does_not(basic_spec, normalize):
+    """A timeout adds gamma * V(where it was cut) to its reward, a death nothing. With --normalize-returns the
+    game's own reward is divided by the running standard deviation of the discounted return (here checked
+    against the returns the games paid, computed again from the log), and the bootstrap, already in the
+    critic's units, is not."""
+    import numpy as np
+
     spec = dataclasses.replace(basic_spec, timeout=60)  # 15 steps, so several endings per rollout
-    worker = _worker(spec, envs_per_worker=2, rollout_len=30)
+    worker = _worker(spec, envs_per_worker=2, rollout_len=30, normalize_returns=normalize)
+    gamma, returns, paid = worker.cfg.gamma, [0.0, 0.0], []
     with torch.no_grad():  # a critic that says V(s) = 3 everywhere makes the bootstrap visible
         worker.model.value.weight.zero_()
         worker.model.value.bias.fill_(3.0)
@@ -88,18 +96,46 @@ def test_truncation_bootstraps_and_termination_does_not(basic_spec):
             for env in worker.envs:
                 env.log.clear()
             obs, state, start, _ = worker.collect(obs, state, start)
+            std = worker.normalizer.std if normalize else 1.0
             for i, env in enumerate(worker.envs):
                 for t, (scaled, terminated, truncated) in enumerate(env.log):
+                    returns[i] = gamma * returns[i] + scaled
+                    paid.append(returns[i])
+                    if terminated or truncated:
+                        returns[i] = 0.0
                     if truncated:
                         seen["truncated"] += 1
-                        assert worker.rewards[t, i] == pytest.approx(scaled + worker.cfg.gamma * 3.0)
+                        assert worker.rewards[t, i] == pytest.approx(scaled / std + gamma * 3.0, rel=1e-5)
                     else:
                         seen["terminated"] += terminated
-                        assert worker.rewards[t, i] == pytest.approx(scaled)
+                        assert worker.rewards[t, i] == pytest.approx(scaled / std, rel=1e-5)
                     assert worker.dones[t, i] == float(terminated or truncated)
         assert seen["truncated"] > 0
+        if normalize:
+            assert worker.normalizer.std == pytest.approx(np.std(paid), rel=1e-3) and abs(np.std(paid) - 1) > 0.05
+        else:
+            assert worker.normalizer is None
     finally:
         worker.close()
+
+
+def test_the_entropy_bonus_anneals_along_the_frames_trained_on(basic_spec):
+    """--entropy-beta-end: a straight line from --entropy-beta at frame 0 to the end value at --max-frames,
+    held there after; the worker's update uses and reports the value for the frames trained on so far."""
+    from doom_a3c.worker import scheduled_entropy_beta
+
+    cfg = TrainConfig(entropy_beta=0.01, entropy_beta_end=0.002, max_frames=1000)
+    assert [scheduled_entropy_beta(cfg, f) for f in (0, 500, 1000, 5000)] == pytest.approx([0.01, 0.006, 0.002, 0.002])
+    assert scheduled_entropy_beta(TrainConfig(entropy_beta=0.02, max_frames=1000), 900) == 0.02  # constant
+    worker = _worker(basic_spec, envs_per_worker=1, rollout_len=5, entropy_beta_end=0.0, max_frames=10**6)
+    try:
+        worker.shared.add_frames(0, 750_000)
+        obs, state, start = _start(worker)
+        worker.collect(obs, state, start)
+        stats = worker.update(torch.zeros(1))
+    finally:
+        worker.close()
+    assert stats["charts/entropy_beta"] == pytest.approx(0.0025)
 
 
 def test_update_steps_the_shared_model_and_reports(basic_spec):
