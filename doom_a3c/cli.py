@@ -142,7 +142,7 @@ def play_main(argv: list[str] | None = None) -> int:
         return _fail(parser.prog, "--explain draws into the GIF of a trained agent: give --gif PATH (and no --random)")
 
     from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from doom_a3c.pretrained import pretrained_path, shipped_names
+    from doom_a3c.pretrained import pretrained_path, shipped_names, short_of
     from doom_a3c.envs import DisplayError, ScenarioError, WindowClosed, has_display, load_env_spec, make_env
 
     if args.render and not has_display():
@@ -199,8 +199,11 @@ def play_main(argv: list[str] | None = None) -> int:
             return _fail(parser.prog, f"--explain needs pictures in and discrete actions out; {spec.name}'s model "
                                       f"takes {model.obs_shape} and has {model.describe_action_space()}")
         trained = payload.get("evaluation", {})
-        note = f", evaluated at {trained['mean']:.1f} with {trained.get('mode', 'greedy')} actions" \
-            f"{' over %d episodes' % trained['episodes'] if 'episodes' in trained else ''}" if "mean" in trained else ""
+        note = ""
+        if "mean" in trained:
+            note = f", evaluated at {trained['mean']:.1f} with {trained.get('mode', 'greedy')} actions"
+            note += f" over {trained['episodes']} episodes" if "episodes" in trained else ""
+            note += f", short of its target {trained['target']:g}" if short_of(trained) else ""
         print(f"playing {spec.name} with {which} {path} ({payload['counters'].get('frames', 0):,} frames "
               f"trained{note}), {'greedy' if greedy else 'sampled'} actions")
     else:

@@ -4,7 +4,8 @@ or game whose preset reached its target, so ``play.py`` has an agent to show bef
 ``scripts/ship_models.py`` makes them from ``models/<name>/best.pt``: it keeps the weights and what
 rebuilds the model (no optimizer state), measures the score the way ``play.py`` does (100 episodes,
 seed 0, the scenario's evaluation mode, so ``play.py --episodes 100`` prints the same mean), ships the
-model only where that score reaches the target, and rewrites the folder's README table.
+model where that score reaches the target (or, asked to, marked as short of it: a scenario no run has
+reached still has an agent to show), and rewrites the folder's README table.
 """
 
 from __future__ import annotations
@@ -48,17 +49,20 @@ def play_score(spec, payload: dict, path: Path, episodes: int = EPISODES, seed: 
             "target": spec.target_reward}
 
 
-def ship(spec, source: Path, directory: Path = PRETRAINED_DIR, episodes: int = EPISODES) -> tuple[Path | None, str]:
-    """Measure ``source`` (a best.pt) and, where it reaches ``spec``'s target, write its weights-only copy.
-    Returns the shipped path (None where it was not shipped) and a line saying what happened."""
+def ship(spec, source: Path, directory: Path = PRETRAINED_DIR, episodes: int = EPISODES,
+         below_target: bool = False) -> tuple[Path | None, str]:
+    """Measure ``source`` (a best.pt) and, where it reaches ``spec``'s target (or ``below_target`` says to
+    ship it anyway, marked as short of it), write its weights-only copy. Returns the shipped path (None where
+    it was not shipped) and a line saying what happened."""
     target = spec.target_reward
     if not math.isfinite(target):
         return None, f"{spec.name}: no target to measure a model against: not shipped"
     payload = load_checkpoint(source)
     score = play_score(spec, payload, source, episodes)
     said = f"{spec.name}: {score['mean']:.2f} ± {score['std']:.2f} over {episodes} {score['mode']} episodes"
-    if score["mean"] < target:
-        return None, f"{said}, short of the target {target:g}: not shipped"
+    if score["mean"] < target and not below_target:
+        return None, f"{said}, short of the target {target:g}: not shipped (--below-target ships it anyway)"
+    said += f", short of the target {target:g}" if score["mean"] < target else f" (target {target:g})"
     model = model_from_checkpoint(payload, source)
     path = pretrained_path(spec.name, directory)
     # Written beside, checked, then renamed over the shipped one: an oversized model replaces nothing.
@@ -71,7 +75,12 @@ def ship(spec, source: Path, directory: Path = PRETRAINED_DIR, episodes: int = E
         return None, f"{said}, but {size / 2**20:.1f} MB is over the {MAX_BYTES / 2**20:.0f} MB a shipped model may take"
     candidate.replace(path)
     shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-    return path, f"{said} (target {target:g}): shipped as {shown} ({size / 2**20:.2f} MB)"
+    return path, f"{said}: shipped as {shown} ({size / 2**20:.2f} MB)"
+
+
+def short_of(evaluation: dict) -> str:
+    """" (not reached)" for a model shipped short of its target, else ""."""
+    return " (not reached)" if evaluation.get("mean", math.inf) < evaluation.get("target", -math.inf) else ""
 
 
 def table(directory: Path = PRETRAINED_DIR) -> str:
@@ -80,7 +89,9 @@ def table(directory: Path = PRETRAINED_DIR) -> str:
              "Weights-only checkpoints (no optimizer state) that `python scripts/play.py --scenario NAME` plays when",
              "`models/NAME/best.pt` does not exist. Made by `python scripts/ship_models.py` from `best.pt` files;",
              "the score is the mean raw reward over the episodes shown, played as `play.py --episodes N` plays",
-             f"them (seed {SEED}, the scenario's evaluation mode); a model is shipped only at its target.", "",
+             f"them (seed {SEED}, the scenario's evaluation mode). A model is shipped at its target; one short of",
+             "it (`ship_models.py --below-target`, where no run has reached it) is marked so in the target column.",
+             "",
              "| scenario | input | network | frames trained | score | target | size |", "|---|---|---|---:|---|---:|---:|"]
     for path in sorted(directory.glob("*.pt")):
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,6 +104,6 @@ def table(directory: Path = PRETRAINED_DIR) -> str:
         target = score.get("target", float("nan"))
         lines.append(f"| {path.stem} | {shape} | {core}, {params:,} parameters | "
                      f"{payload['counters'].get('frames', 0) / 1e6:.2f}M | {score['mean']:.2f} ± {score['std']:.2f} "
-                     f"({score['mode']}, {score['episodes']} episodes) | {target:g} | "
+                     f"({score['mode']}, {score['episodes']} episodes) | {target:g}{short_of(score)} | "
                      f"{path.stat().st_size / 2**20:.2f} MB |")
     return "\n".join(lines) + "\n"

@@ -6,7 +6,8 @@
 
 Each best.pt is played for 100 episodes exactly as `play.py --episodes 100` plays them; a model whose mean
 reaches its scenario's target is written as a weights-only checkpoint (under 2 MB) to
-models/pretrained/<name>.pt, and models/pretrained/README.md lists what is shipped and at what score.
+models/pretrained/<name>.pt (with --below-target, one short of it too, marked so), and
+models/pretrained/README.md lists what is shipped and at what score.
 """
 
 import argparse
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=str(PRETRAINED_DIR),
                         help="where the shipped models and their README go [default: models/pretrained]")
     parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes the score is measured over")
+    parser.add_argument("--below-target", action="store_true",
+                        help="ship a model short of its target too, marked as such (for a scenario no run reached)")
     args = parser.parse_args(argv)
     models = Path(args.models_dir)
     names = args.names or sorted(p.parent.name for p in models.glob("*/best.pt") if p.parent.name != "pretrained")
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             try:
                 spec = load_env_spec(name)
-                _, said = ship(spec, models / spec.name / "best.pt", Path(args.out_dir), args.episodes)
+                _, said = ship(spec, models / spec.name / "best.pt", Path(args.out_dir), args.episodes,
+                               below_target=args.below_target)
             except (ScenarioError, CheckpointError, EngineError) as err:
                 print(f"ship_models.py: error: {name}: {err}", file=sys.stderr)
                 failed = True

@@ -153,7 +153,7 @@ def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
     """A model short of the target is not shipped; the same one, against a target it reaches, is, and its
     recorded score is what playing it again gives."""
     from doom_a3c.checkpoint import save_checkpoint
-    from doom_a3c.pretrained import play_score, ship
+    from doom_a3c.pretrained import play_score, ship, short_of
 
     spec = load_scenario("basic")
     torch.manual_seed(0)
@@ -162,6 +162,7 @@ def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
                              counters={"frames": 1000}, optimizer_state={"state": {}, "param_groups": []})
     shipped, said = ship(spec, source, directory=tmp_path / "pretrained", episodes=3)
     assert shipped is None and "short of the target 75: not shipped" in said
+    assert not (tmp_path / "pretrained").exists()
     shipped, said = ship(dataclasses.replace(spec, target_reward=float("inf")), source, tmp_path / "pretrained", 3)
     assert shipped is None and "no target" in said
     easy = dataclasses.replace(spec, target_reward=-1000.0)
@@ -170,6 +171,32 @@ def test_ship_measures_a_model_and_ships_it_only_at_its_target(tmp_path):
     payload = load_checkpoint(shipped)
     assert payload["optimizer"] is None and payload["evaluation"]["episodes"] == 3
     assert play_score(easy, payload, shipped, episodes=3)["mean"] == pytest.approx(payload["evaluation"]["mean"])
+    assert short_of(payload["evaluation"]) == ""
+
+
+def test_a_model_short_of_its_target_ships_only_when_asked_and_says_so(tmp_path):
+    """--below-target, for a scenario no run has reached: the model is shipped, the README's target column
+    says it was not reached, and play.py names the target it falls short of."""
+    from conftest import run_script
+    from doom_a3c.checkpoint import save_checkpoint
+    from doom_a3c.pretrained import ship, short_of, table
+
+    spec = load_scenario("basic")
+    torch.manual_seed(0)
+    model = ActorCritic(spec.obs_shape, spec.num_actions, 32)
+    source = save_checkpoint(tmp_path / "basic" / "best.pt", model=model, scenario={"name": "basic"}, config={},
+                             counters={"frames": 1000})
+    out = tmp_path / "pretrained"
+    shipped, said = ship(spec, source, directory=out, episodes=2, below_target=True)
+    assert shipped == out / "basic.pt" and "short of the target 75: shipped as" in said
+    evaluation = load_checkpoint(shipped)["evaluation"]
+    assert evaluation["mean"] < 75 and short_of(evaluation) == " (not reached)"
+    (row,) = [line for line in table(out).splitlines() if line.startswith("| basic |")]
+    assert "| 75 (not reached) |" in row
+    played = run_script("play.py", "--checkpoint", str(shipped), "--episodes", "1")
+    assert played.returncode == 0, played.stderr
+    assert f"evaluated at {evaluation['mean']:.1f} with greedy actions over 2 episodes, short of its target 75" \
+        in played.stdout
 
 
 def test_ship_models_end_to_end_ships_what_reaches_its_target_and_rewrites_the_readme(tmp_path):
