@@ -236,7 +236,7 @@ def side_by_side(rows: list[dict], store: Path) -> str:
              "--num_workers=2 --num_envs_per_worker=4`, stopped with Ctrl-C after at least as many minutes as our "
              "runs took, since its own `--train_for_seconds` never stops it; made and evaluated by "
              "`python scripts/vs_sample_factory.py`); its minutes are its main loop's. Our runs stopped at their "
-             "target. 100 episodes each, the stock game's raw reward.", "",
+             "target or their frame budget. 100 episodes each, the stock game's raw reward.", "",
              "| scenario | trainer | seed | minutes | frames | frames/s | evaluation (100 episodes) |",
              "|---|---|---:|---:|---:|---:|---|"]
     ours = _by_scenario(rows)

@@ -54,18 +54,33 @@ def episode_rewards(env: str, log: str) -> list[float]:
     return [raw_reward(env, v) if env in TICS_PER_UNIT else round(v, 1) for v in values]
 
 
+def _hear_ctrl_c() -> None:
+    """In the child before it starts: Ctrl-C back to its default. Started in the background from a script
+    (`python vs_sample_factory.py ... &`), this process and its children inherit Ctrl-C ignored, and Python
+    then installs no KeyboardInterrupt handler: the SIGINT below was lost and its training ran on (seen: 36
+    minutes of a 28.7-minute run, until the handler was put back by hand)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def train(args: argparse.Namespace, common: list[str]) -> int:
     """Sample Factory's training for ``args.minutes`` of wall-clock, then Ctrl-C (it saves a checkpoint and
     exits with code 2): 2.1.1's own ``--train_for_seconds`` never stops it, as its runner never adds to the
     ``total_train_seconds`` it compares (``sample_factory/algo/runners/runner.py``)."""
     process = subprocess.Popen([args.sf_python, "-m", "sf_examples.vizdoom.train_vizdoom", *common,
                                 "--num_workers=2", "--num_envs_per_worker=4", f"--seed={args.seed}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_hear_ctrl_c)
     try:
         _, err = process.communicate(timeout=args.minutes * 60)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate()
+        try:
+            _, err = process.communicate(timeout=300)  # it saves a checkpoint and stops its workers
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+            print("vs_sample_factory.py: Sample Factory did not stop within 300 s of Ctrl-C; killed", file=sys.stderr)
+            return 1
         if process.returncode in (0, 2):
             return 0
     print(err[-3000:], file=sys.stderr)

@@ -463,6 +463,21 @@ def test_the_sample_factory_side_by_side_reads_its_evaluation_as_the_stock_games
     assert code == 2 and err.strip() == f"vs_sample_factory.py: error: no python at {tmp_path / 'missing'}"
 
 
+def test_sample_factorys_training_hears_ctrl_c_when_started_from_a_background_job():
+    """A background job inherits Ctrl-C ignored, and a Python started so installs no KeyboardInterrupt handler:
+    vs_sample_factory.py's Ctrl-C at the end of the minutes would be lost. Its training is started with the
+    default put back, so Python hears it; without that, it would not."""
+    sf = _script_module("vs_sample_factory")
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"]
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what `command &` in a script leaves its children
+    try:
+        heard = subprocess.run(probe, capture_output=True, text=True, preexec_fn=sf._hear_ctrl_c).stdout.strip()
+        deaf = subprocess.run(probe, capture_output=True, text=True).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert (heard, deaf) == ("True", "False")
+
+
 def test_the_results_page_puts_sample_factorys_runs_beside_ours(tmp_path):
     """doom_results.md gains the side-by-side section from vs_sample_factory.py's JSON rows: each Sample
     Factory run under our runs of the same scenario, with its frames/s from its own frames and minutes."""
