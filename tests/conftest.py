@@ -180,8 +180,12 @@ class ScriptRun:
             found = re.search(pattern, line)
             if found:
                 return found
+        ended = self.process.poll()  # before the kill: did the script end by itself, and how?
         self.kill()
-        raise AssertionError(f"never printed /{pattern}/:\n{''.join(self.lines)}")
+        self._collect()
+        how = f"it ended with code {ended}" if ended is not None else f"nothing for {timeout:g} s"
+        raise AssertionError(f"never printed /{pattern}/ ({how}):\n{''.join(self.lines)}\n"
+                             f"stderr:\n{''.join(x for x in self._err if x is not None)[-3000:]}")
 
     def training(self) -> None:
         """Return once the workers have trained on some frames, every worker and game started."""
