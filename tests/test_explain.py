@@ -116,7 +116,7 @@ def test_the_shipped_basic_model_is_small_weights_only_and_plays_as_its_readme_s
 
 
 SHIPPED = ["CartPole-v1", "Pendulum-v1", "basic", "defend_the_center", "defend_the_line", "health_gathering",
-           "my_way_home", "take_cover"]
+           "health_gathering_supreme", "my_way_home", "take_cover"]
 
 
 def test_every_shipped_model_is_tested_below():
