@@ -114,7 +114,7 @@ def scheduled_lr(cfg: TrainConfig, frames: int) -> float | None:
     where it is constant."""
     if not cfg.lr_decay:
         return None
-    return cfg.lr * (1.0 - min(frames / cfg.max_frames, 1.0))
+    return cfg.lr * (1.0 - budget_fraction(cfg, frames))
 
 
 def scheduled_entropy_beta(cfg: TrainConfig, frames: int) -> float:
@@ -122,8 +122,12 @@ def scheduled_entropy_beta(cfg: TrainConfig, frames: int) -> float:
     from one to the other over ``max_frames``."""
     if math.isnan(cfg.entropy_beta_end):
         return cfg.entropy_beta
-    done = min(frames / cfg.max_frames, 1.0)
-    return cfg.entropy_beta + (cfg.entropy_beta_end - cfg.entropy_beta) * done
+    return cfg.entropy_beta + (cfg.entropy_beta_end - cfg.entropy_beta) * budget_fraction(cfg, frames)
+
+
+def budget_fraction(cfg: TrainConfig, frames: int) -> float:
+    """How far ``frames`` frames are through the ``max_frames`` budget, 0 to 1: what the schedules follow."""
+    return min(frames / cfg.max_frames, 1.0)
 
 
 def budget_spent(cfg: TrainConfig, frames: int) -> bool:
