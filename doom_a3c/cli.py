@@ -159,7 +159,7 @@ def play_main(argv: list[str] | None = None) -> int:
                 if not pretrained_path(spec.name).is_file():
                     return _fail(parser.prog, f"no model for {spec.name}: {path} does not exist and none is shipped "
                                               f"(shipped: {', '.join(shipped_names()) or 'none'}); train one with "
-                                              f"`python scripts/train.py --env {spec.name}`")
+                                              f"`python scripts/train.py --env {args.env or spec.name}`")
                 path, which = pretrained_path(spec.name), "the shipped model"
                 if path.is_relative_to(Path.cwd()):  # as the user would type it
                     path = path.relative_to(Path.cwd())

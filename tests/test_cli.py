@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,12 +182,16 @@ def _checkpoint_for(tmp_path, name="ck.pt"):
 
 
 def test_play_without_a_model_of_its_own_or_a_shipped_one_says_how_to_train_one(tmp_path):
+    """Every shipped scenario has a model now; a scenario file of the user's own has none. The command it
+    suggests names the file as it was given."""
     from doom_a3c.cli import play_main
 
-    code, _, err = call_main(play_main, "--scenario", "deadly_corridor")
+    mine = tmp_path / "my_corridor.toml"
+    shutil.copy(ROOT / "scenarios" / "deadly_corridor.toml", mine)
+    code, _, err = call_main(play_main, "--scenario", str(mine))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "no model for deadly_corridor: models/deadly_corridor/best.pt does not exist and none is shipped" \
-        in err and "basic" in err and "train.py --env deadly_corridor" in err
+    assert "no model for my_corridor: models/my_corridor/best.pt does not exist and none is shipped" \
+        in err and "basic" in err and f"train.py --env {mine}`" in err
 
 
 def test_play_before_any_training_plays_the_shipped_model_and_says_so_first(tmp_path):
