@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import vizdoom
 
-from doom_a3c.envs.engine import CallTimer, kill_engine, owned_engine_path, start_engine
+from doom_a3c.envs.engine import ENGINE_TIMEOUT, CallTimer, kill_engine, owned_engine_path, start_engine
 from doom_a3c.envs.scenarios import ScenarioSpec
 
 # What ViZDoom raises when its engine process crashed, was killed, or stopped answering.
@@ -127,7 +127,7 @@ class GameWindow:
     """
 
     def __init__(self, spec: ScenarioSpec, seed: int | None, resolution: str = WINDOW_RESOLUTION,
-                 visible: bool = True, realtime: bool = True, engine_timeout: float = 10.0):
+                 visible: bool = True, realtime: bool = True, engine_timeout: float = ENGINE_TIMEOUT):
         self.game = configure_game(spec, seed, visible=visible, resolution=resolution)
         self._timer = CallTimer(engine_timeout)
         with _real_video_driver(visible):
@@ -193,7 +193,7 @@ class DoomEnv(gym.Env):
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 35}
 
     def __init__(self, spec: ScenarioSpec, render_mode: str | None = None, seed: int | None = None,
-                 engine_timeout: float = 10.0, window_visible: bool = True):
+                 engine_timeout: float = ENGINE_TIMEOUT, window_visible: bool = True):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         if render_mode == "human" and window_visible and not has_display():

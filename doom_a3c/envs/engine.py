@@ -31,6 +31,9 @@ from pathlib import Path
 
 _LAUNCHER = Path(__file__).resolve().parent / "vizdoom-owned"
 _init_lock = threading.Lock()
+# Seconds a game's call may take before its engine is killed (a step takes about a millisecond). Not less:
+# CI's starved machine stalled every process for 10-20 s at a time, and each needless kill risks the wedge above.
+ENGINE_TIMEOUT = 60.0
 WEDGED_AFTER = 3.0  # seconds past a call's deadline (the engine killed at it) before the call counts as stuck
 
 

@@ -14,6 +14,7 @@ from typing import Union
 import gymnasium as gym
 
 from doom_a3c.envs.doom import DoomEnv
+from doom_a3c.envs.engine import ENGINE_TIMEOUT
 from doom_a3c.envs.gym_envs import GymSpec, find_gym_spec, gym_presets, load_gym_spec_file, make_gym_env
 from doom_a3c.envs.scenarios import (SCENARIOS_DIR, ScenarioError, ScenarioSpec, format_table, known_scenarios,
                                      load_scenario)
@@ -22,7 +23,7 @@ EnvSpec = Union[ScenarioSpec, GymSpec]
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
-             engine_timeout: float = 10.0) -> gym.Env:
+             engine_timeout: float = ENGINE_TIMEOUT) -> gym.Env:
     """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``.
     ``engine_timeout``: seconds a ViZDoom engine may take to answer one call before it is killed."""
     if isinstance(spec, GymSpec):
