@@ -71,7 +71,8 @@ class TrainConfig:
     log_interval: float = _help("seconds between progress lines", default=10.0)
     env_timeout: float = _help("seconds a game's engine may take to answer one step before it is killed and "
                                "replaced by a fresh game (a step takes about a millisecond; a starved machine "
-                               "has stalled for 10-20 s)", default=60.0)
+                               "has stalled for 10-20 s)",
+                               default=60.0)  # envs.engine.ENGINE_TIMEOUT, not imported: that would load the engines
     worker_timeout: float = _help("seconds a worker may go without finishing a rollout before the supervisor "
                                   "kills and restarts it (a new worker has at least 10 minutes for its first: "
                                   "starting is slow on a busy machine)", default=120.0)

@@ -367,3 +367,12 @@ def test_a_ray_local_run_leaves_no_ray_process_however_it_ends(tmp_path, how):
     run.process.wait(timeout=60)
     assert alive(below, GONE) == [], [cmdline(pid) for pid in alive(below, 0)]
     run.kill()
+
+
+def test_the_training_default_engine_timeout_is_the_engines_own():
+    """--env-timeout's default is written out in config.py (importing the engines there would load them);
+    it must stay what a game made without one gets."""
+    from doom_a3c.config import TrainConfig
+    from doom_a3c.envs.engine import ENGINE_TIMEOUT
+
+    assert TrainConfig().env_timeout == ENGINE_TIMEOUT
