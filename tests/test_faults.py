@@ -306,10 +306,12 @@ def _ignore_file_size_signal() -> None:
 
 def test_a_checkpoint_that_cannot_be_written_leaves_the_previous_one_and_training_goes_on(tmp_path):
     # Where the budget is spent first, the save at the end is the one that fails: the same line, the same checks.
-    # 200,000 frames: 20,000 were spent on a fast machine before every game had been seen (the target, 1000, is
-    # out of reach, so only the budget ends it).
+    # One worker: its frames cannot come before its own games (nor the evaluation game, started before any
+    # worker), so every game is seen at the first progress line however slowly a busy machine starts them. With
+    # two, CI's slow second worker was still starting its games when the first had spent the whole budget. The
+    # target, 1000, is out of reach, so only the budget ends it.
     run = Training(tmp_path, "--run-name", "full", "--max-frames", "200000", "--checkpoint-interval", "1",
-                   preexec_fn=_ignore_file_size_signal)
+                   preexec_fn=_ignore_file_size_signal, workers=1)
     run.training()
     # From now on no file of the trainer's may grow past 500 kB: as far as a 2 MB checkpoint goes, the
     # disk is full. The workers (other processes) are not limited.
