@@ -42,6 +42,9 @@ class TrainConfig:
     normalize_returns: bool = _help("divide the rewards the workers learn from by a running standard deviation "
                                     "of the discounted return (each worker its own estimate; reported rewards "
                                     "stay raw)", default=False)
+    normalize_advantages: bool = _help("scale each update's advantages to mean 0 and standard deviation 1 (PPO's "
+                                       "per-batch normalisation): the policy gradient keeps one size against the "
+                                       "entropy bonus however rare and small the rewards are", default=False)
     hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
     lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
     acting: str = _help("what the workers act with: ort (the network's forward pass in ONNX Runtime, on the same "

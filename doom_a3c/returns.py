@@ -83,6 +83,19 @@ def uses_critic(advantage: str) -> bool:
     return advantage == "gae"
 
 
+def normalize_advantages(advantages: torch.Tensor, mask: torch.Tensor | None = None,
+                         epsilon: float = 1e-8) -> torch.Tensor:
+    """Advantages shifted and scaled to mean 0 and standard deviation 1 over the real steps (``mask`` 1;
+    default all), as PPO implementations do per minibatch; steps outside the mask are left as they were."""
+    # In float64: float32's rounding of a constant batch's mean would leave differences of 1e-8, made ~1 here.
+    x = advantages.double()
+    weights = torch.ones_like(x) if mask is None else mask.double()
+    count = weights.sum().clamp(min=1.0)
+    mean = (x * weights).sum() / count
+    std = (((x - mean) ** 2 * weights).sum() / count).sqrt()
+    return torch.where(weights > 0, (x - mean) / (std + epsilon), x).to(advantages.dtype)
+
+
 def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
     """Monte-Carlo returns G_t = r_t + gamma G_{t+1} over a (T, B) rollout, restarting where ``dones[t]`` = 1
     and taking 0 after the last step (whole episodes: nothing to bootstrap)."""

@@ -24,7 +24,8 @@ from doom_a3c.envs import EngineError, EnvSpec, make_env
 from doom_a3c.envs.engine import on_wedged
 from doom_a3c.messages import EnvRestarted, EpisodeDone, UpdateDone, WorkerFailed
 from doom_a3c.model import ActorCritic
-from doom_a3c.returns import ReturnNormalizer, estimate_advantages, policy_gradient_loss, uses_critic
+from doom_a3c.returns import (ReturnNormalizer, estimate_advantages, normalize_advantages, policy_gradient_loss,
+                              uses_critic)
 from doom_a3c.shared_optim import AdamUpdate, SharedAdam
 
 GAME_START_TRIES = 3  # a game that cannot be started this many times in a row ends the worker
@@ -248,7 +249,7 @@ class Worker:
         seed = cfg.seed + self.rank * cfg.envs_per_worker + i + self.game_starts[i] * 1_000_003
         self.game_starts[i] += 1
         self.game_stages[i] = stage = self.spec.stage(self.shared.total_frames())
-        return make_env(self.spec.at_stage(stage), seed=seed, engine_timeout=cfg.env_timeout)
+        return make_env(self.spec.at_stage(stage), seed=seed, engine_timeout=cfg.env_timeout, training=True)
 
     def _reset_game(self, i: int) -> np.ndarray:
         """The first observation of a new episode in slot ``i``, replacing the game if its engine fails, or
@@ -383,8 +384,10 @@ class Worker:
                 ended = terminated or truncated
                 dones[t, i] = ended
                 if ended:
-                    episode = info["episode"]
-                    self.out.put(EpisodeDone(self.rank, float(episode["r"]), int(episode["l"]), episode.get("shaped")))
+                    episode = info.get("episode")  # none where only a life was lost: the game goes on
+                    if episode is not None:
+                        self.out.put(EpisodeDone(self.rank, float(episode["r"]), int(episode["l"]),
+                                                 episode.get("shaped")))
                     next_obs = self._reset_game(i)
                     if self.whole_episodes:
                         active[i] = False
@@ -407,6 +410,8 @@ class Worker:
         rewards, values, dones, mask = (x[:steps] for x in (self.rewards, self.values, self.dones, self.mask))
         advantages, returns = estimate_advantages(cfg.advantage, rewards, values, dones, last_value, mask,
                                                   cfg.gamma, cfg.gae_lambda)
+        if cfg.normalize_advantages:
+            advantages = normalize_advantages(advantages, mask)
         recorded = (self.state_in[0][:steps], self.state_in[1][:steps]) if self.model.lstm else None
         first_state = (self.state_in[0][0], self.state_in[1][0])
         params, new_values, _ = self.model.unroll(self.obs_buf[:steps], first_state, self.starts[:steps], recorded)

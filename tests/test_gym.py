@@ -210,3 +210,95 @@ def test_lr_decay_follows_the_shared_frame_count():
     assert moved == pytest.approx(expected, rel=1e-3)
     with pytest.raises(ValueError, match="give --max-frames"):
         TrainConfig(lr_decay=True).validate()
+
+
+def _play_one_game(env, rng) -> tuple[list[dict], list[int], float, list[int]]:
+    """Random actions until a step reports a whole game's score; returns every ending step's info, the lives
+    left at each start of play, the raw score counted here and the steps of each episode the learner saw."""
+    endings, lives, score, steps = [], [], 0.0, [0]
+    env.reset(seed=0)
+    lives.append(env.unwrapped.ale.lives())
+    for _ in range(20_000):
+        _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        score, steps[-1] = score + info["raw_reward"], steps[-1] + 1
+        if terminated or truncated:
+            endings.append(info)
+            if "episode" in info:
+                return endings, lives, score, steps
+            steps.append(0)
+            env.reset()
+            lives.append(env.unwrapped.ale.lives())
+    pytest.fail("no game over in 20,000 random steps")
+
+
+def test_life_loss_ends_training_episodes_but_not_the_game_and_scores_stay_whole_games():
+    """The peers' protocol (EpisodicLifeEnv): in a worker's game each lost life is a terminal step for the
+    learner, then play goes on in the same game with one life fewer; only the game over reports a score, that
+    of the whole game. Evaluations (training=False) play whole games with no such endings."""
+    import dataclasses
+
+    spec = dataclasses.replace(load_env_spec("ALE/Breakout-v5"), episodic_life=True, fire_reset=True)
+    rng = np.random.default_rng(0)
+    env = make_env(spec, seed=0, training=True)
+    try:
+        endings, lives, score, steps = _play_one_game(env, rng)
+    finally:
+        env.close()
+    assert lives == [5, 4, 3, 2, 1], lives  # each life after the first continues the game
+    assert [bool(info.get("life_lost")) for info in endings] == [True] * 4 + [False]
+    assert all("episode" not in info for info in endings[:-1])
+    assert endings[-1]["episode"] == {"r": score, "l": sum(steps)}  # all five lives, not the last one's
+
+    env = make_env(spec, seed=0)  # an evaluation's game
+    try:
+        endings, lives, score, steps = _play_one_game(env, rng)
+    finally:
+        env.close()
+    assert lives == [5] and len(endings) == 1 and "life_lost" not in endings[0]
+    assert endings[0]["episode"] == {"r": score, "l": sum(steps)}
+
+
+def test_fire_reset_serves_the_ball_and_needs_a_fire_action():
+    import dataclasses
+
+    spec = dataclasses.replace(load_env_spec("ALE/Breakout-v5"), fire_reset=True)
+    env = make_env(spec, seed=0)
+    try:
+        env.reset(seed=0)
+        # Served: with NOOPs only, the ball falls past the paddle and a life is lost; unserved, it never would.
+        for _ in range(500):
+            env.step(0)
+            if env.unwrapped.ale.lives() < 5:
+                break
+        else:
+            pytest.fail("the ball was not served: no life lost in 500 NOOP steps")
+    finally:
+        env.close()
+    freeway = GymSpec(name="ALE-Freeway-v5", env_id="ALE/Freeway-v5", atari=True, frame_skip=4, fire_reset=True)
+    with pytest.raises(ScenarioError, match="FIRE"):
+        make_env(freeway)
+
+
+def test_a_worker_learns_from_each_lost_life_and_reports_whole_games():
+    """Breakout's preset (episodic_life): in the worker's rollouts each lost life is a done (nothing is
+    bootstrapped across it), yet the episode the worker reports, and the curves show, is the whole game."""
+    spec = load_env_spec("ALE/Breakout-v5")
+    assert spec.episodic_life and spec.fire_reset
+    worker, _ = _worker(spec, envs_per_worker=1, rollout_len=20, hidden_size=32)
+    try:
+        obs = torch.stack([torch.as_tensor(env.reset()[0]) for env in worker.envs])
+        state, start = worker.model.initial_state(1), torch.ones(1)
+        dones, games = [], []
+        while not games and len(dones) < 20_000:
+            obs, state, start, steps = worker.collect(obs, state, start)
+            dones += worker.dones[:steps, 0].tolist()
+            worker.shared.queue(0).put("end of rollout")  # everything the rollout sent comes before it
+            while (message := worker.shared.queue(0).get(timeout=HANG)) != "end of rollout":
+                if isinstance(message, EpisodeDone):
+                    games.append(message)
+    finally:
+        worker.close()
+    assert len(games) == 1, "no game over in 20,000 steps"
+    # The game over is the fifth done: four lives lost before it, each a done of its own.
+    ends = [t for t, done in enumerate(dones) if done]
+    assert len(ends) >= 5 and games[0].length == ends[4] + 1, (ends, games[0])

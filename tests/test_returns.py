@@ -181,3 +181,20 @@ def test_critic_free_variants_give_the_value_head_no_gradient():
     loss, _ = policy_gradient_loss(log_probs, _ENTROPY, values, torch.ones(4), torch.ones(4), 0.01, 0.0)
     loss.backward()
     assert values.grad is None and log_probs.grad is not None
+
+
+def test_normalized_advantages_have_mean_zero_and_unit_std_over_the_real_steps_only():
+    from doom_a3c.returns import normalize_advantages
+
+    advantages = torch.tensor([[0.5, 100.0], [1.5, -3.0], [2.5, 7.0]])
+    mask = torch.tensor([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0]])  # the first step of game 2 was not played
+    out = normalize_advantages(advantages, mask)
+    real = [0.5, 1.5, 2.5, -3.0, 7.0]
+    mean = sum(real) / 5
+    std = math.sqrt(sum((a - mean) ** 2 for a in real) / 5)
+    expected = [[(0.5 - mean) / std, 100.0], [(1.5 - mean) / std, (-3.0 - mean) / std],
+                [(2.5 - mean) / std, (7.0 - mean) / std]]
+    assert torch.allclose(out, torch.tensor(expected), atol=1e-6)
+    # Without a mask every step counts; a constant batch (no signal) stays near zero instead of blowing up.
+    assert abs(float(normalize_advantages(advantages).mean())) < 1e-6
+    assert float(normalize_advantages(torch.full((4, 2), 0.3)).abs().max()) < 1e-3

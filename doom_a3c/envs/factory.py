@@ -23,11 +23,12 @@ EnvSpec = Union[ScenarioSpec, GymSpec]
 
 
 def make_env(spec: EnvSpec, seed: int | None = None, render_mode: str | None = None,
-             engine_timeout: float = ENGINE_TIMEOUT) -> gym.Env:
+             engine_timeout: float = ENGINE_TIMEOUT, training: bool = False) -> gym.Env:
     """Build the environment for ``spec``, seeded so that worker ``i`` can use ``seed + i``.
-    ``engine_timeout``: seconds a ViZDoom engine may take to answer one call before it is killed."""
+    ``engine_timeout``: seconds a ViZDoom engine may take to answer one call before it is killed.
+    ``training``: a worker's game (Atari's life loss then ends its episodes; see ``gym_envs.EpisodicLife``)."""
     if isinstance(spec, GymSpec):
-        return make_gym_env(spec, seed=seed, render_mode=render_mode)
+        return make_gym_env(spec, seed=seed, render_mode=render_mode, training=training)
     return DoomEnv(spec, render_mode=render_mode, seed=seed, engine_timeout=engine_timeout)
 
 

@@ -44,7 +44,8 @@ class GymSpec:
     grayscale: bool = True
     noop_max: int = 30
     frame_stack: int = 1  # Atari: the last N frames as channels (gymnasium's FrameStackObservation), grayscale only
-    episodic_life: bool = False  # Atari: losing a life ends the episode (AtariPreprocessing's terminal_on_life_loss)
+    episodic_life: bool = False  # Atari, training only: a lost life ends the learner's episode, the game goes on
+    fire_reset: bool = False  # Atari: press FIRE at each start of play (games that wait for it, like Breakout)
     clip_rewards: bool = False  # train on sign(reward) (DQN/A3C Atari); evaluation reports raw rewards
     reward_scale: float = 1.0  # training reward = (clipped) reward x this
     target_reward: float = float("inf")  # evaluation mean (raw reward) at which training stops
@@ -141,6 +142,62 @@ def find_gym_spec(name: str, directory: Path = GYM_SPECS_DIR) -> GymSpec | None:
     return None
 
 
+class EpisodicLife(gym.Wrapper):
+    """Life loss as the end of an episode, for training only (the peers' protocol: baselines' and
+    Stable-Baselines3's ``EpisodicLifeEnv``): the learner sees a terminal state where a life is lost, so it
+    learns that losing one is bad without waiting for the game's end, but the game itself goes on; the next
+    ``reset`` takes a no-op step into the next life, and only a real game over restarts the game. Such a step
+    says ``info["life_lost"]``, so that scores stay those of whole games. (gymnasium's own
+    ``terminal_on_life_loss`` restarts the whole game at each life lost: the learner would never see a game
+    with fewer lives or fewer bricks left.)"""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._ale = env.unwrapped.ale
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self._ale.lives()
+        if 0 < lives < self.lives and not self.game_over:
+            terminated, info = True, {**info, "life_lost": True}
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(0)  # into the next life
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.game_over = False
+        self.lives = self._ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE, then the next action, at each start of play, for games that wait for FIRE (Breakout's ball
+    is only served on it): what the peers do (baselines' ``FireResetEnv``). Outside ``EpisodicLife``, so
+    that each new life starts served too."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        if len(meanings) < 3 or meanings[1] != "FIRE":
+            raise ScenarioError(f"fire_reset needs FIRE as the game's second action; its actions are {meanings}")
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
 class GymEnv(gym.Wrapper):
     """The outermost wrapper: channels-first images, float32 vectors, reward transform, episode stats."""
 
@@ -168,6 +225,7 @@ class GymEnv(gym.Wrapper):
         self.max_episode_steps: int | None = limit
         self._seed = seed
         self._return, self._length = 0.0, 0
+        self._life_lost = False  # the last step lost a life (training's EpisodicLife): the game goes on
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         if self._stacked:
@@ -183,7 +241,9 @@ class GymEnv(gym.Wrapper):
         if seed is not None:
             self.action_space.seed(seed)
         obs, info = self.env.reset(seed=seed, options=options)
-        self._return, self._length = 0.0, 0
+        if not self._life_lost:  # a new life of the same game keeps counting that game's score
+            self._return, self._length = 0.0, 0
+        self._life_lost = False
         return self._observe(obs), info
 
     def step(self, action):
@@ -194,7 +254,8 @@ class GymEnv(gym.Wrapper):
         self._length += 1
         reward = (float(np.sign(raw)) if self.scenario.clip_rewards else raw) * self.scenario.reward_scale
         info = {**info, "raw_reward": raw}
-        if terminated or truncated:
+        self._life_lost = bool(info.get("life_lost"))
+        if (terminated or truncated) and not self._life_lost:  # the whole game's score, not a life's
             info["episode"] = {"r": self._return, "l": self._length}
         return self._observe(obs), reward, terminated, truncated, info
 
@@ -205,9 +266,12 @@ class GymEnv(gym.Wrapper):
         return np.asarray(self._frames_env.render())
 
 
-def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None = None) -> GymEnv:
+def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None = None,
+                 training: bool = False) -> GymEnv:
     """Build ``spec``'s environment with its wrappers in a fixed order. ``render_mode="rgb_array"`` keeps
-    frames for GIFs (``last_frame``), ``"human"`` also opens a window; None (training) renders nothing."""
+    frames for GIFs (``last_frame``), ``"human"`` also opens a window; None (training) renders nothing.
+    ``training``: a game for the learner, where ``spec.episodic_life`` ends episodes at each life lost
+    (evaluations and play count whole games)."""
     register_gym_envs()
     if render_mode not in (None, "human", "rgb_array"):
         raise ValueError("render_mode must be 'human', 'rgb_array' or None")
@@ -231,7 +295,11 @@ def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None
     if spec.atari:
         env = gym.wrappers.AtariPreprocessing(
             env, noop_max=spec.noop_max, frame_skip=spec.frame_skip, screen_size=spec.screen_size,
-            terminal_on_life_loss=spec.episodic_life, grayscale_obs=spec.grayscale)
+            terminal_on_life_loss=False, grayscale_obs=spec.grayscale)
+        if spec.episodic_life and training:
+            env = EpisodicLife(env)
+        if spec.fire_reset:
+            env = FireReset(env)
     if spec.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, stack_size=spec.frame_stack)
     if render_mode == "human":
