@@ -119,8 +119,9 @@ def _graph(model: ActorCritic):
     if isinstance(encoder, ConvEncoder):
         obs_type = TensorProto.UINT8
         conv1, conv2, fc = encoder.conv[0], encoder.conv[2], encoder.fc[0]
-        constants.append(helper.make_tensor("inv255", TensorProto.FLOAT, [], [1 / 255.0]))
-        x = node("Mul", node("Cast", "obs", to=TensorProto.FLOAT), "inv255")
+        constants.append(helper.make_tensor("pixel_mean", TensorProto.FLOAT, [], [encoder.pixel_mean]))
+        constants.append(helper.make_tensor("inv_pixel_std", TensorProto.FLOAT, [], [1 / encoder.pixel_std]))
+        x = node("Mul", node("Sub", node("Cast", "obs", to=TensorProto.FLOAT), "pixel_mean"), "inv_pixel_std")
         for conv in (conv1, conv2):
             x = node("Elu", node("Conv", x, weight(conv.weight), weight(conv.bias),
                                  kernel_shape=list(conv.kernel_size), strides=list(conv.stride)))

@@ -237,7 +237,8 @@ def measure_parameter_server(scenario: str, senders: int, seconds: float, warmup
     cfg = _preset_config(spec)
     env = make_env(spec)
     try:
-        model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm)
+        model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm,
+                                              **cfg.encoder_options())
         steps = cfg.rollout_len or getattr(env, "max_episode_steps", None) or 1  # whole episodes: at most this
     finally:
         env.close()

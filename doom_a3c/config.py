@@ -45,6 +45,11 @@ class TrainConfig:
     normalize_advantages: bool = _help("scale each update's advantages to mean 0 and standard deviation 1 (PPO's "
                                        "per-batch normalisation): the policy gradient keeps one size against the "
                                        "entropy bonus however rare and small the rewards are", default=False)
+    pixel_mean: float = _help("the conv encoder's input is (pixels - this) / --pixel-std", default=0.0)
+    pixel_std: float = _help("see --pixel-mean (0 and 255: pixels / 255; a game's own pixel mean and standard "
+                             "deviation centre and scale its frames)", default=255.0)
+    init: str = _help("the conv encoder's initialisation: torch (PyTorch's default) or xavier (Xavier-uniform "
+                      "weights and zero biases, as ikostrikov's pytorch-a3c)", default="torch")
     hidden_size: int = _help("width of the encoder's output and of the LSTM", default=256)
     lstm: bool = _help("an LSTM core between encoder and heads (--no-lstm: a feed-forward policy)", default=True)
     acting: str = _help("what the workers act with: ort (the network's forward pass in ONNX Runtime, on the same "
@@ -105,7 +110,7 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be 0 or more, got {getattr(self, name)}")
         for name in ["lr", "adam_eps", "max_grad_norm", "eval_interval", "checkpoint_interval", "log_interval",
-                     "env_timeout", "worker_timeout"]:
+                     "env_timeout", "worker_timeout", "pixel_std"]:
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
         for name in ["gamma", "gae_lambda"]:
@@ -117,6 +122,10 @@ class TrainConfig:
 
         if self.ray and self.ray not in ("local", "auto") and not _is_address(self.ray):
             raise ValueError(f"--ray takes local, auto or HOST:PORT, got '{self.ray}'")
+        from doom_a3c.model import INITS
+
+        if self.init not in INITS:
+            raise ValueError(f"--init must be one of {', '.join(INITS)}, got '{self.init}'")
         if self.acting not in ("ort", "torch"):
             raise ValueError(f"--acting must be ort or torch, got '{self.acting}'")
         if self.eval_mode not in ("", "greedy", "sampled"):
@@ -135,6 +144,10 @@ class TrainConfig:
         if self.advantage != "gae" and self.rollout_len != 0:
             raise ValueError(f"--advantage {self.advantage} has no critic to bootstrap a cut-off rollout from: "
                              "use --rollout-len 0 (whole episodes)")
+
+    def encoder_options(self) -> dict[str, Any]:
+        """What the model's conv encoder takes from these settings (``ActorCritic``'s keywords)."""
+        return {"pixel_norm": (self.pixel_mean, self.pixel_std), "init": self.init}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for checkpoints and TensorBoard."""

@@ -38,9 +38,16 @@ class ConvEncoder(nn.Module):
 
     MEASURE_FROM = 32  # frames in a batch: below it the patches always win
 
-    def __init__(self, obs_shape: tuple[int, int, int], out_dim: int = 256):
+    def __init__(self, obs_shape: tuple[int, int, int], out_dim: int = 256,
+                 pixel_norm: Sequence[float] = (0.0, 255.0), init: str = "torch"):
+        """``pixel_norm``: (mean, std), the input is ``(pixels - mean) / std`` (the default: ``pixels / 255``).
+        ``init``: "torch" (PyTorch's default initialisation) or "xavier" (Xavier-uniform weights, zero
+        biases: ikostrikov's pytorch-a3c)."""
         super().__init__()
         channels, height, width = obs_shape
+        self.pixel_mean, self.pixel_std = (float(x) for x in pixel_norm)
+        if not self.pixel_std > 0:
+            raise ValueError(f"pixel_norm's std must be positive, got {self.pixel_std}")
         self.conv = nn.Sequential(
             nn.Conv2d(channels, 16, kernel_size=8, stride=4), nn.ELU(),
             nn.Conv2d(16, 32, kernel_size=4, stride=2), nn.ELU(),
@@ -58,9 +65,16 @@ class ConvEncoder(nn.Module):
         flat = conv2.out_channels * self._grid2[0] * self._grid2[1]
         self.fc = nn.Sequential(nn.Linear(flat, out_dim), nn.ELU())
         self.out_dim = out_dim
+        if init == "xavier":
+            for layer in (conv1, conv2, self.fc[0]):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        elif init != "torch":
+            raise ValueError(f"unknown init '{init}'; known: {', '.join(INITS)}")
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) pixels -> (B, out_dim) features: ``self.conv`` then ``self.fc`` on ``obs / 255``,
+        """uint8 (B, C, H, W) pixels -> (B, out_dim) features: ``self.conv`` then ``self.fc`` on
+        ``(obs - pixel_mean) / pixel_std`` (by default ``obs / 255``),
         by the kernels or the patch products, whichever is faster here for this batch (to float rounding)."""
         if obs.shape[0] >= self.MEASURE_FROM and _kernels_win(self, obs):
             return self.forward_kernels(obs)
@@ -68,7 +82,7 @@ class ConvEncoder(nn.Module):
 
     def forward_kernels(self, obs: torch.Tensor) -> torch.Tensor:
         """``forward`` by ``nn.Conv2d``'s own kernels."""
-        return self.fc(self.conv(obs.to(self.fc[0].weight.dtype) / 255.0))
+        return self.fc(self.conv((obs.to(self.fc[0].weight.dtype) - self.pixel_mean) / self.pixel_std))
 
     def forward_patches(self, obs: torch.Tensor) -> torch.Tensor:
         """``forward`` by patch products."""
@@ -79,7 +93,10 @@ class ConvEncoder(nn.Module):
         # (B, H1, W1, C, 8, 8) windows of the frames, in the order of conv1.weight's (C, kh, kw).
         patches = obs.as_strided((batch, h1, w1, obs.shape[1], k1, k1), (s0, st1 * s2, st1 * s3, s1, s2, s3))
         patches = patches.reshape(batch * h1 * w1, -1).to(conv1.weight.dtype)
-        x = F.elu(torch.addmm(conv1.bias, patches, conv1.weight.view(conv1.out_channels, -1).t(), alpha=1 / 255.0))
+        weight1 = conv1.weight.view(conv1.out_channels, -1)
+        # (pixels - mean) / std through conv1: the pixels scaled by 1 / std, the mean folded into the bias.
+        bias1 = conv1.bias - weight1.sum(1) * (self.pixel_mean / self.pixel_std) if self.pixel_mean else conv1.bias
+        x = F.elu(torch.addmm(bias1, patches, weight1.t(), alpha=1 / self.pixel_std))
         # x: (B*H1*W1, C1) channels-last; conv2's windows gathered in the order of its weight's (C, kh, kw).
         patches = x.view(batch, -1).index_select(1, self._patches2).view(batch * h2 * w2, -1)
         x = F.elu(torch.addmm(conv2.bias, patches, conv2.weight.view(conv2.out_channels, -1).t()))
@@ -87,6 +104,8 @@ class ConvEncoder(nn.Module):
         x = x.view(batch, h2 * w2, conv2.out_channels).transpose(1, 2).reshape(batch, -1)
         return self.fc(x)
 
+
+INITS = ("torch", "xavier")
 
 # (input shape, input dtype, weights dtype, with gradients) -> whether the kernels were faster; once per process.
 _KERNELS_WIN: dict[tuple, bool] = {}
@@ -366,7 +385,8 @@ class ActorCritic(nn.Module):
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int = 0, hidden_size: int = 256, *,
                  lstm: bool = True, action_low: Sequence[float] | None = None,
-                 action_high: Sequence[float] | None = None):
+                 action_high: Sequence[float] | None = None, pixel_norm: Sequence[float] = (0.0, 255.0),
+                 init: str = "torch"):
         super().__init__()
         self.obs_shape = tuple(int(x) for x in obs_shape)
         self.num_actions = int(num_actions)
@@ -374,8 +394,10 @@ class ActorCritic(nn.Module):
         self.lstm = bool(lstm)
         self.action_low = None if action_low is None else [float(x) for x in action_low]
         self.action_high = None if action_high is None else [float(x) for x in action_high]
+        self.pixel_norm = [float(x) for x in pixel_norm]
         if len(self.obs_shape) == 3:
-            self.encoder: nn.Module = ConvEncoder(self.obs_shape, hidden_size)  # type: ignore[arg-type]
+            self.encoder: nn.Module = ConvEncoder(self.obs_shape, hidden_size, self.pixel_norm,  # type: ignore[arg-type]
+                                                  init)
         elif len(self.obs_shape) == 1:
             self.encoder = MlpEncoder(self.obs_shape[0], hidden_size)
         else:
@@ -409,15 +431,16 @@ class ActorCritic(nn.Module):
 
     @classmethod
     def from_spaces(cls, observation_space: gym.Space, action_space: gym.Space, hidden_size: int = 256,
-                    lstm: bool = True) -> "ActorCritic":
-        """The encoder from the observation space, the head from the action space."""
+                    lstm: bool = True, **kwargs) -> "ActorCritic":
+        """The encoder from the observation space, the head from the action space; ``kwargs``: the encoder's
+        ``pixel_norm`` and ``init``."""
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(f"observation space {observation_space} is not supported (a Box is needed)")
         if isinstance(action_space, gym.spaces.Discrete):
-            return cls(observation_space.shape, int(action_space.n), hidden_size, lstm=lstm)
+            return cls(observation_space.shape, int(action_space.n), hidden_size, lstm=lstm, **kwargs)
         if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
             return cls(observation_space.shape, 0, hidden_size, lstm=lstm,
-                       action_low=action_space.low.tolist(), action_high=action_space.high.tolist())
+                       action_low=action_space.low.tolist(), action_high=action_space.high.tolist(), **kwargs)
         raise ValueError(f"action space {action_space} is not supported (Discrete or a 1-D Box)")
 
     @property
@@ -466,6 +489,8 @@ class ActorCritic(nn.Module):
                         "hidden_size": self.hidden_size, "lstm": self.lstm}
         if self.action_low is not None:
             kwargs.update(action_low=self.action_low, action_high=self.action_high)
+        if self.pixel_norm != [0.0, 255.0]:  # (older checkpoints, without it, rebuild the same model)
+            kwargs["pixel_norm"] = self.pixel_norm
         return kwargs
 
     def describe_action_space(self) -> str:

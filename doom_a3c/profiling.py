@@ -59,7 +59,8 @@ def profile_worker(scenario: str, rollouts: int = 150, warmup: int = 20, core: i
     else:
         env = make_env(spec, seed=0)
         try:
-            model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm)
+            model = ActorCritic.from_spaces(env.observation_space, env.action_space, cfg.hidden_size, cfg.lstm,
+                                              **cfg.encoder_options())
         finally:
             env.close()
     affinity, threads = os.sched_getaffinity(0), torch.get_num_threads()

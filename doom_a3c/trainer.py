@@ -173,7 +173,8 @@ class Trainer:
         self.evaluator = Evaluator(cfg, self.spec, self.target, self.summaries, Path(cfg.frames_dir) / self.spec.name,
                                    self.run_name, save=self._save, on_env_restart=self._on_env_restart)
         spaces = self.evaluator.spaces
-        model = ActorCritic.from_spaces(*spaces, hidden_size=cfg.hidden_size, lstm=cfg.lstm)
+        model = ActorCritic.from_spaces(*spaces, hidden_size=cfg.hidden_size, lstm=cfg.lstm,
+                                        **cfg.encoder_options())
         optimizer_state = None
         if payload is not None:
             model = model_from_checkpoint(payload, self.latest_path, spaces[0].shape, action_space=spaces[1])

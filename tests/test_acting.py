@@ -18,6 +18,8 @@ from doom_a3c.worker import Worker, make_shared_handles
 KINDS = {
     "basic: 1x42x42, LSTM, discrete": dict(obs_shape=(1, 42, 42), num_actions=3, hidden_size=128),
     "Pong: 4x84x84 stack, LSTM, discrete": dict(obs_shape=(4, 84, 84), num_actions=6, hidden_size=256),
+    "Pong, its pixel mean and std": dict(obs_shape=(4, 84, 84), num_actions=6, hidden_size=64, lstm=False,
+                                         pixel_norm=(106.0, 47.0)),
     "colour 3x60x108, feed-forward": dict(obs_shape=(3, 60, 108), num_actions=5, hidden_size=64, lstm=False),
     "vector, LSTM, discrete": dict(obs_shape=(8,), num_actions=4, hidden_size=64),
     "vector, feed-forward, Gaussian": dict(obs_shape=(3,), action_low=[-2.0], action_high=[2.0], hidden_size=64,
@@ -56,10 +58,13 @@ def test_the_onnx_actor_gives_the_models_outputs_step_after_step(kind):
             params, value, eager_state = model(obs, eager_state, done)
             got_params, got_value, actor_state = actor(obs, actor_state, done)
         assert got_params.shape == params.shape and got_value.shape == value.shape
-        torch.testing.assert_close(got_params, params, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(got_value, value, atol=1e-5, rtol=1e-5)
+        # With a pixel mean the eager patch products fold it into conv1's bias (a sum of large terms that
+        # nearly cancel), ONNX subtracts it from the pixels: float32 rounding of 1e-5 at the first layer.
+        tolerance = 1e-4 if "pixel_norm" in KINDS[kind] else 1e-5
+        torch.testing.assert_close(got_params, params, atol=tolerance, rtol=tolerance)
+        torch.testing.assert_close(got_value, value, atol=tolerance, rtol=tolerance)
         for got, want in zip(actor_state, eager_state):
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got, want, atol=tolerance, rtol=tolerance)
         # What the actor returns is valid until its next call: carry copies, as the worker's buffers do.
         actor_state = (actor_state[0].clone(), actor_state[1].clone())
 

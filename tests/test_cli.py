@@ -138,6 +138,8 @@ def test_play_finds_best_checkpoint_by_scenario(trained):
     (["--entropy-beta-end", "-1"], "--entropy-beta-end must be 0 or more, got -1.0"),
     (["--entropy-beta-end", "0.001", "--max-frames", "0"], "--entropy-beta-end anneals the entropy bonus until "
                                                            "--max-frames: give --max-frames N"),
+    (["--init", "he"], "--init must be one of torch, xavier, got 'he'"),
+    (["--pixel-std", "0"], "--pixel-std must be positive, got 0.0"),
     (["--resume"], "checkpoint not found: models/basic/latest.pt"),
 ])
 def test_train_bad_input_is_one_clear_line_and_exit_2(args, fragment):

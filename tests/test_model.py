@@ -77,6 +77,33 @@ def test_model_kwargs_rebuild_the_same_architecture():
                        clone(obs, clone.initial_state(1), torch.zeros(1))[0])
 
 
+def test_a_games_pixel_normalisation_is_rebuilt_from_the_kwargs_and_the_default_adds_none():
+    assert "pixel_norm" not in _model(actions=3).model_kwargs()  # older checkpoints rebuild the same model
+    model = ActorCritic((4, 84, 84), 6, 32, lstm=False, pixel_norm=(106.0, 47.0))
+    kwargs = model.model_kwargs()
+    assert kwargs["pixel_norm"] == [106.0, 47.0]
+    clone = ActorCritic(**kwargs)
+    clone.load_state_dict(model.state_dict())
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert torch.equal(model(obs, model.initial_state(2), torch.zeros(2))[1],
+                       clone(obs, clone.initial_state(2), torch.zeros(2))[1])
+    with pytest.raises(ValueError, match="std must be positive"):
+        ConvEncoder((4, 84, 84), 32, (0.0, 0.0))
+
+
+def test_xavier_init_gives_zero_biases_and_xavier_bounds():
+    torch.manual_seed(0)
+    encoder = ConvEncoder((4, 84, 84), 256, init="xavier")
+    for layer in (encoder.conv[0], encoder.conv[2], encoder.fc[0]):
+        fan_out, fan_in = layer.weight.shape[0], layer.weight[0].numel()
+        fan_out *= layer.weight[0, 0].numel()  # a conv's receptive field counts in both fans
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert torch.count_nonzero(layer.bias) == 0
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
+    with pytest.raises(ValueError, match="unknown init"):
+        ConvEncoder((4, 84, 84), 32, init="he")
+
+
 def _step_by_step(model, obs, state, done):
     logits, values = [], []
     for t in range(done.shape[0]):
@@ -118,13 +145,14 @@ def test_unroll_matches_the_step_loop_in_outputs_and_gradients():
 
 @pytest.mark.parametrize("shape", [(1, 42, 42), (4, 84, 84), (3, 60, 108)])
 @pytest.mark.parametrize("batch", [5, ConvEncoder.MEASURE_FROM])
-def test_both_encoder_paths_equal_the_conv_layers_outputs_and_gradients(shape, batch):
+@pytest.mark.parametrize("pixel_norm", [(0.0, 255.0), (106.0, 47.0)], ids=["pixels/255", "game's mean and std"])
+def test_both_encoder_paths_equal_the_conv_layers_outputs_and_gradients(shape, batch, pixel_norm):
     """The patch products, the kernels and ``forward`` (which picks one of them for a large batch) give the
-    same numbers as the nn.Conv2d layers on obs / 255, outputs and the weights' gradients."""
+    same numbers as the nn.Conv2d layers on (obs - mean) / std, outputs and the weights' gradients."""
     torch.manual_seed(0)
-    encoder = ConvEncoder(shape, 64).double()
+    encoder = ConvEncoder(shape, 64, pixel_norm).double()
     obs = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
-    reference = encoder.fc(encoder.conv(obs.double() / 255.0))
+    reference = encoder.fc(encoder.conv((obs.double() - pixel_norm[0]) / pixel_norm[1]))
     weights = torch.randn_like(reference)
     expected = torch.autograd.grad((reference * weights).sum(), list(encoder.parameters()))
     for path in (encoder.forward_patches, encoder.forward_kernels, encoder):
