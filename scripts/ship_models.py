@@ -5,7 +5,7 @@
     python scripts/ship_models.py basic take_cover --models-dir runs/results/models
 
 Each best.pt is played for 100 episodes exactly as `play.py --episodes 100` plays them; a model whose mean
-reaches its scenario's target is written as a weights-only checkpoint (under 2 MB) to
+reaches its scenario's target is written as a weights-only checkpoint (under 3 MB) to
 models/pretrained/<name>.pt (with --below-target, one short of it too, marked so), and
 models/pretrained/README.md lists what is shipped and at what score.
 """

@@ -115,7 +115,7 @@ def test_the_shipped_basic_model_is_small_weights_only_and_plays_as_its_readme_s
     assert f"{score['mean']:.2f}" in (path.parent / "README.md").read_text()
 
 
-SHIPPED = ["CartPole-v1", "Pendulum-v1", "basic", "deadly_corridor", "defend_the_center", "defend_the_line", "health_gathering",
+SHIPPED = ["ALE-Pong-v5", "CartPole-v1", "Pendulum-v1", "basic", "deadly_corridor", "defend_the_center", "defend_the_line", "health_gathering",
            "health_gathering_supreme", "my_way_home", "take_cover"]
 
 
