@@ -398,15 +398,17 @@ def test_benchmark_bad_input_is_one_clear_line_and_exit_2(args, message, capsys)
 
 
 def test_seeds_runs_one_preset_over_seeds_and_gives_the_median_frames_to_target(tmp_path):
-    """Two CartPole runs against a target the random agent (about 22) already reaches at the first
-    evaluation: both reach it, each under its own run name, and the summary counts them."""
-    result = run_script("seeds.py", "--env", "CartPole-v1", "--seeds", "2", "--target-reward", "15",
+    """Two CartPole runs against a target any policy reaches at the first evaluation (pushing one way
+    from any start ends an episode at 8 steps at the soonest; the evaluation is greedy, so an untrained
+    net scores about 9 and 15 needed learning within a speed-dependent number of evaluations, which a
+    slow CI machine missed): both reach it, each under its own run name, and the summary counts them."""
+    result = run_script("seeds.py", "--env", "CartPole-v1", "--seeds", "2", "--target-reward", "5",
                         "--max-frames", "40000", "--eval-interval", "1", "--workers", "1", "--eval-episodes", "3",
                         "--final-eval-episodes", "5", "--baseline-episodes", "0", "--run-name", "sd", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "| 1 | target |" in result.stdout and "| 1001 | target |" in result.stdout
     assert "target reached by 2 of 2; frames to the target: median" in result.stdout
-    assert result.stdout.count("stopped (target 15 reached by the weights of ") == 2
+    assert result.stdout.count("stopped (target 5 reached by the weights of ") == 2
     assert sorted(p.name for p in (tmp_path / "runs" / "CartPole-v1").iterdir()) == ["sd-seed1", "sd-seed1001"]
 
 
