@@ -272,6 +272,13 @@ def test_fire_reset_serves_the_ball_and_needs_a_fire_action():
                 break
         else:
             pytest.fail("the ball was not served: no life lost in 500 NOOP steps")
+        # A whole game (evaluation, play): each later life is served too, so NOOPs end the game; a greedy
+        # agent that never presses FIRE does not stand still until the frame limit.
+        for _ in range(2_000):
+            _, _, terminated, truncated, _ = env.step(0)
+            if terminated or truncated:
+                break
+        assert terminated and not truncated and env.unwrapped.ale.lives() == 0
     finally:
         env.close()
     freeway = GymSpec(name="ALE-Freeway-v5", env_id="ALE/Freeway-v5", atari=True, frame_skip=4, fire_reset=True)

@@ -181,13 +181,18 @@ class EpisodicLife(gym.Wrapper):
 class FireReset(gym.Wrapper):
     """Press FIRE, then the next action, at each start of play, for games that wait for FIRE (Breakout's ball
     is only served on it): what the peers do (baselines' ``FireResetEnv``). Outside ``EpisodicLife``, so
-    that each new life starts served too."""
+    that in training each new life (a new episode there) starts served too. In whole games (evaluation,
+    play) a life lost mid-game is served the same way within the step that lost it, rewards summed: with
+    ``EpisodicLife`` the peers' greedy agents never had to learn to serve, and one that does not would
+    otherwise stand still until the game's frame limit."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         meanings = env.unwrapped.get_action_meanings()
         if len(meanings) < 3 or meanings[1] != "FIRE":
             raise ScenarioError(f"fire_reset needs FIRE as the game's second action; its actions are {meanings}")
+        self._ale = env.unwrapped.ale
+        self.lives = 0
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -195,7 +200,21 @@ class FireReset(gym.Wrapper):
             obs, _, terminated, truncated, info = self.env.step(action)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
+        self.lives = self._ale.lives()
         return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self._ale.lives()
+        if lives < self.lives and not (terminated or truncated):  # a life lost, the game goes on: serve
+            for serve in (1, 2):
+                obs, more, terminated, truncated, info = self.env.step(serve)
+                reward += more
+                if terminated or truncated:
+                    break
+            lives = self._ale.lives()
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
 
 
 class GymEnv(gym.Wrapper):
