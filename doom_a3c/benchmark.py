@@ -309,9 +309,9 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``benchmark.py``: print the table (or JSON); exit 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "benchmark.py") -> int:
+    """``benchmark.py`` (``doom-a3c benchmark``): print the table (or JSON); exit 2 on bad input."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", "--env", dest="scenario", default="basic",
                         help="ViZDoom scenario, gymnasium id (CartPole-v1, ALE/Pong-v5) or .toml path [default: basic]")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured span of each phase [default: 30]")
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workers = args.workers if args.workers is not None else os.cpu_count() or 1  # --workers 0 is refused
     if workers < 1 or args.seconds <= 0 or args.warmup < 0 or args.senders < 1:
-        print("benchmark.py: error: --workers, --senders and --seconds must be positive, --warmup 0 or more",
+        print(f"{prog}: error: --workers, --senders and --seconds must be positive, --warmup 0 or more",
               file=sys.stderr)
         return 2
     from doom_a3c.backends import ClusterError
@@ -342,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             figures["parameter_server"] = measure_parameter_server(
                 args.scenario, args.senders, args.seconds, args.warmup, figures["training_fps"] / workers)
     except (ScenarioError, ClusterError) as err:
-        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # the training phase failed: its workers' errors are printed above
-        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(figures, indent=2) if args.json else format_table(figures))
     return 0

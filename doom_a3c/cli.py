@@ -1,4 +1,5 @@
-"""Command-line entry points behind scripts/train_doom.py, scripts/train.py and scripts/play.py."""
+"""Command-line entry points: ``doom-a3c COMMAND`` (``main``, installed as a console script; also ``python -m
+doom_a3c``), and the ``scripts/*.py`` of a checkout, which call the same functions."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ def _fail(prog: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def train_main(argv: list[str] | None = None) -> int:
+def train_main(argv: list[str] | None = None, prog: str = "train_doom.py") -> int:
     """``train_doom.py``: train A3C on a ViZDoom scenario until it reaches the target or a limit."""
     from doom_a3c.config import add_config_arguments
 
     parser = argparse.ArgumentParser(
-        prog="train_doom.py",
+        prog=prog,
         description="Train an A3C agent (conv -> LSTM -> policy/value) on a ViZDoom scenario from pixels. "
                     "Defaults come from the scenario file's [train] table, then these options.",
     )
@@ -42,12 +43,13 @@ def train_main(argv: list[str] | None = None) -> int:
     return _train(parser, args, spec)
 
 
-def train_any_main(argv: list[str] | None = None) -> int:
-    """``train.py``: the same trainer for any environment: ViZDoom, Atari, classic control, Box2D."""
+def train_any_main(argv: list[str] | None = None, prog: str = "train.py", default_env: str = "") -> int:
+    """``train.py`` (``doom-a3c train``, whose ``default_env`` is basic): the same trainer for any environment:
+    ViZDoom, Atari, classic control, Box2D."""
     from doom_a3c.config import add_config_arguments
 
     parser = argparse.ArgumentParser(
-        prog="train.py",
+        prog=prog,
         description="Train an actor-critic agent on any supported game: a ViZDoom scenario, an Atari game "
                     "(ALE/Pong-v5), or a gymnasium environment (CartPole-v1, LunarLander-v3, Pendulum-v1). "
                     "The model picks its encoder from the observations and its head from the actions. "
@@ -61,6 +63,7 @@ def train_any_main(argv: list[str] | None = None) -> int:
 
         print(env_table())
         return 0
+    args.scenario = args.scenario or default_env
     if not args.scenario:
         return _fail(parser.prog, "give the environment: --env ID (for example CartPole-v1; --list-envs lists them)")
     from doom_a3c.envs import ScenarioError, load_env_spec
@@ -94,23 +97,10 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace, spec) -> i
     return {"interrupted": EXIT_INTERRUPTED, "workers_failed": EXIT_FAILED}.get(result.stop_reason, 0)
 
 
-def _spec_of_checkpoint(saved: dict):
-    """The environment spec a checkpoint was trained on, if it can be found here."""
-    from doom_a3c.envs import ScenarioError, known_scenarios, load_env_spec, load_scenario
-
-    if saved.get("env_id"):
-        return load_env_spec(saved["env_id"])
-    if saved.get("name") in known_scenarios():
-        return load_scenario(saved["name"])
-    if saved.get("source") and Path(saved["source"]).is_file():
-        return load_scenario(saved["source"])
-    raise ScenarioError(f"trained on '{saved.get('name')}', which is not known here; pass --env NAME_OR_PATH")
-
-
-def play_main(argv: list[str] | None = None) -> int:
+def play_main(argv: list[str] | None = None, prog: str = "play.py") -> int:
     """``play.py``: load a checkpoint and watch the agent play, print rewards, optionally record a GIF."""
     parser = argparse.ArgumentParser(
-        prog="play.py",
+        prog=prog,
         description="Play a trained agent on any environment, picking actions as the environment's "
                     "evaluations do (greedy unless its file says sampled); --render shows the game window, "
                     "--gif records, --random plays the random-agent baseline.")
@@ -143,7 +133,8 @@ def play_main(argv: list[str] | None = None) -> int:
 
     from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
     from doom_a3c.pretrained import pretrained_path, shipped_names, short_of
-    from doom_a3c.envs import DisplayError, ScenarioError, WindowClosed, has_display, load_env_spec, make_env
+    from doom_a3c.envs import (DisplayError, ScenarioError, WindowClosed, has_display, load_env_spec, make_env,
+                               spec_of_checkpoint)
 
     if args.render and not has_display():
         return _fail(parser.prog, "--render needs a display and none was found; run it under a virtual one "
@@ -167,7 +158,7 @@ def play_main(argv: list[str] | None = None) -> int:
         else:
             path, which = Path(args.checkpoint), "checkpoint"
             payload = load_checkpoint(path)
-            spec = load_env_spec(args.env) if args.env else _spec_of_checkpoint(payload["scenario"])
+            spec = load_env_spec(args.env) if args.env else spec_of_checkpoint(payload["scenario"])
     except ScenarioError as err:
         return _fail(parser.prog, f"{path}: {err}" if path and not args.env else str(err))
     except CheckpointError as err:
@@ -238,3 +229,53 @@ def play_main(argv: list[str] | None = None) -> int:
     if args.gif:
         print(f"GIF written to {write_gif(args.gif, frames, fps=fps)}")
     return 0
+
+
+# doom-a3c's commands: (module, function, what it does). Each function takes (argv, prog) and returns the exit code.
+COMMANDS = {
+    "train": ("doom_a3c.cli", "train_any_main", "train an agent on a ViZDoom scenario (default: basic) or any game"),
+    "play": ("doom_a3c.cli", "play_main", "watch a trained (or the shipped) agent play; GIFs; the random baseline"),
+    "list": ("doom_a3c.cli", "list_main", "the scenarios and games with tuned presets"),
+    "benchmark": ("doom_a3c.benchmark", "main", "training speed against the bare game's, on the same cores"),
+    "seeds": ("doom_a3c.seeds", "main", "one preset over several seeds: frames and minutes to the target"),
+    "results": ("doom_a3c.results", "main", "train the Doom scenarios and write the results table and curves"),
+    "ship": ("doom_a3c.pretrained", "main", "ship trained models that reach their targets as package data"),
+}
+
+
+def list_main(argv: list[str] | None = None, prog: str = "doom-a3c list") -> int:
+    """``doom-a3c list``: every scenario and game with a preset, and its target."""
+    argparse.ArgumentParser(prog=prog, description="The scenarios and games with tuned presets.").parse_args(argv)
+    from doom_a3c.envs import env_table
+
+    print(env_table())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``doom-a3c COMMAND [OPTIONS]``: the commands above; ``doom-a3c COMMAND --help`` for each one's options."""
+    import importlib
+
+    from doom_a3c import __version__
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    usage = "\n".join(["usage: doom-a3c COMMAND [OPTIONS]   (doom-a3c COMMAND --help for its options)", "",
+                       "commands:", *(f"  {name:<10} {what}" for name, (_, _, what) in COMMANDS.items())])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        print(f"doom-a3c {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        return _fail("doom-a3c", f"unknown command '{argv[0]}'; the commands: {', '.join(COMMANDS)}")
+    module, function, _ = COMMANDS[argv[0]]
+    run = getattr(importlib.import_module(module), function)
+    prog = f"doom-a3c {argv[0]}"
+    if argv[0] == "train":
+        return run(argv[1:], prog=prog, default_env="basic")
+    if argv[0] in ("play", "list"):  # `doom-a3c play | head` ends quietly, as other tools do
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return run(argv[1:], prog=prog)

@@ -10,14 +10,16 @@ reached still has an agent to show), and rewrites the folder's README table.
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
 
-from doom_a3c.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from doom_a3c.resources import PRETRAINED_DIR
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "models" / "pretrained"
 MAX_BYTES = 3 * 1024**2  # Pong's network (the A3C paper's, 84x84 frames): its dense layer alone is 2.65 MB of float32
 EPISODES = 100
 SEED = 0  # play.py's default seed
@@ -107,3 +109,55 @@ def table(directory: Path = PRETRAINED_DIR) -> str:
                      f"({score['mode']}, {score['episodes']} episodes) | {target:g}{short_of(score)} | "
                      f"{path.stat().st_size / 2**20:.2f} MB |")
     return "\n".join(lines) + "\n"
+
+
+USAGE = """Make the shipped models (models/pretrained/) from trained best.pt files:
+
+    python scripts/ship_models.py                       # every scenario or game with a models/<name>/best.pt
+    python scripts/ship_models.py basic take_cover --models-dir runs/results/models
+
+Each best.pt is played for 100 episodes exactly as `play.py --episodes 100` plays them; a model whose mean
+reaches its scenario's target is written as a weights-only checkpoint (under 3 MB) to
+models/pretrained/<name>.pt (with --below-target, one short of it too, marked so), and
+models/pretrained/README.md lists what is shipped and at what score.
+"""
+
+
+def main(argv: list[str] | None = None, prog: str = "ship_models.py") -> int:
+    """``ship_models.py`` (``doom-a3c ship``): ship the trained models that reach their targets."""
+    from doom_a3c.envs import EngineError, ScenarioError, load_env_spec
+
+    parser = argparse.ArgumentParser(prog=prog, description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="scenarios or games (default: every one with a best.pt)")
+    parser.add_argument("--models-dir", default="models", help="where <name>/best.pt are read from")
+    parser.add_argument("--out-dir", default=str(PRETRAINED_DIR),
+                        help="where the shipped models and their README go [default: models/pretrained]")
+    parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes the score is measured over")
+    parser.add_argument("--below-target", action="store_true",
+                        help="ship a model short of its target too, marked as such (for a scenario no run reached)")
+    args = parser.parse_args(argv)
+    models = Path(args.models_dir)
+    names = args.names or sorted(p.parent.name for p in models.glob("*/best.pt") if p.parent.name != "pretrained")
+    if not names:
+        print(f"{prog}: error: no {models}/<name>/best.pt to ship; train one first", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    failed = False
+    try:
+        for name in names:
+            try:
+                spec = load_env_spec(name)
+                _, said = ship(spec, models / spec.name / "best.pt", Path(args.out_dir), args.episodes,
+                               below_target=args.below_target)
+            except (ScenarioError, CheckpointError, EngineError) as err:
+                print(f"{prog}: error: {name}: {err}", file=sys.stderr)
+                failed = True
+                continue
+            print(said, flush=True)
+    finally:  # the table always describes what is in the folder, whatever stopped the loop
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "README.md").write_text(table(out))
+        print(f"wrote {out / 'README.md'}")
+    return 2 if failed else 0
+

@@ -2,8 +2,8 @@
 ``docs/doom_results.md`` (the table), ``docs/doom_results.json`` (the figures behind it) and
 ``docs/doom_curves.png`` (each scenario's evaluation and training curves against frames and minutes).
 
-Each run is a real ``scripts/train_doom.py`` process, so a row is exactly what a user gets from
-``python scripts/train_doom.py --scenario NAME``; the figures are read back from the run's checkpoint,
+Each run is a real training process (``python -m doom_a3c train``), so a row is exactly what a user gets
+from ``python scripts/train_doom.py --scenario NAME`` or ``doom-a3c train --scenario NAME``; the figures are read back from the run's checkpoint,
 TensorBoard events and ``config.json``. A row is one (scenario, seed) run: a re-run replaces its own row
 and keeps the others, and a scenario trained over several seeds shows one row per seed (issue 25 counts a
 target as reached only when every seed reaches it).
@@ -11,8 +11,10 @@ target as reached only when every seed reaches it).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -24,7 +26,8 @@ import numpy as np
 from doom_a3c.curves import scalars, smooth
 from doom_a3c.summaries import reward_digits
 
-ROOT = Path(__file__).resolve().parents[1]
+# The package's parent: the checkout, or site-packages in an installed copy (put on the runs' PYTHONPATH).
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 
 def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int) -> dict:
@@ -38,17 +41,18 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int) -> dict
     # would sit among the new.
     for stale in (runs_dir / name / run_name, models / name, frames / name):
         shutil.rmtree(stale, ignore_errors=True)
-    command = [sys.executable, str(ROOT / "scripts" / "train_doom.py"), "--scenario", name, "--run-name", run_name,
+    command = [sys.executable, "-m", "doom_a3c", "train", "--scenario", name, "--run-name", run_name,
                "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra,
                "--seed", str(seed)]
-    print(f"== {name}: {' '.join(command[2:])}", flush=True)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(f"== {name}: python {' '.join(command[1:])}", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in process.stdout:  # shown as it comes: a run takes minutes to an hour
         print(line, end="", flush=True)
         lines.append(line)
     if process.wait() != 0:
-        raise RuntimeError(f"{name}: train_doom.py exited with code {process.returncode}")
+        raise RuntimeError(f"{name}: the training exited with code {process.returncode}")
     return read_run(name, runs_dir / name / run_name, models / name, "".join(lines), extra)
 
 
@@ -275,3 +279,64 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
         + side_by_side(ordered, out_dir / SIDE_BY_SIDE))
     if ordered:
         plot_curves(ordered, out_dir / "doom_curves.png")
+
+
+USAGE = """Train ViZDoom scenarios with their own defaults, one after the other, and publish what they reached:
+
+    python scripts/doom_results.py                            # every scenario but basic (hours on 2 cores)
+    python scripts/doom_results.py defend_the_center take_cover
+    python scripts/doom_results.py health_gathering --seeds 2    # seeds 1 and 1001, one row each
+    python scripts/doom_results.py --plot-only                # rewrite the table and plot from the saved rows
+
+writes docs/doom_results.md (the table), docs/doom_results.json (its figures) and docs/doom_curves.png.
+"""
+
+
+def main(argv: list[str] | None = None, prog: str = "doom_results.py") -> int:
+    """``doom_results.py`` (``doom-a3c results``): train the scenarios, write the table and plot."""
+    from doom_a3c.envs import ScenarioError, known_scenarios, load_scenario
+    from doom_a3c.seeds import SEED_STRIDE
+
+    parser = argparse.ArgumentParser(prog=prog, description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="*", help="scenarios to train (default: every shipped one but basic)")
+    parser.add_argument("--max-frames", type=int, default=None, help="cap each run's frames (default: its own)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="cap each run's minutes (default: its own)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of each run (default: its own, the number of CPU cores)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each scenario this many times, seeds --seed, --seed + 1000, ... [default: 1]")
+    parser.add_argument("--seed", type=int, default=1, help="the first seed [default: 1]")
+    parser.add_argument("--out-dir", default="docs", help="where the table, figures and plot go [default: docs]")
+    parser.add_argument("--runs-dir", default="runs/results", help="the runs' TensorBoard logs and checkpoints")
+    parser.add_argument("--plot-only", action="store_true", help="train nothing: rewrite from the saved rows")
+    args = parser.parse_args(argv)
+    names = args.scenarios or [n for n in known_scenarios() if n != "basic"]
+    try:
+        for name in names:
+            load_scenario(name)
+        if args.seeds < 1:
+            raise ScenarioError(f"--seeds must be at least 1, got {args.seeds}")
+    except ScenarioError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    extra = []
+    if args.max_frames is not None:
+        extra += ["--max-frames", str(args.max_frames)]
+    if args.max_minutes is not None:
+        extra += ["--max-minutes", str(args.max_minutes)]
+    if args.workers is not None:
+        extra += ["--workers", str(args.workers)]
+    rows = []
+    if not args.plot_only:
+        for name in names:
+            for seed in range(args.seed, args.seed + SEED_STRIDE * args.seeds, SEED_STRIDE):
+                try:
+                    rows.append(run_scenario(name, Path(args.runs_dir), extra, seed))
+                except RuntimeError as err:
+                    print(f"{prog}: {err}", file=sys.stderr)
+                    return 1
+                write_results(rows, Path(args.out_dir))  # after each run: an interrupted series keeps its rows
+    write_results(rows, Path(args.out_dir))
+    print(f"written: {Path(args.out_dir) / 'doom_results.md'}, {Path(args.out_dir) / 'doom_curves.png'}")
+    return 0
+

@@ -8,9 +8,12 @@ its target counts as "more than its frames" (the median is then at least that).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import math
 import statistics
+import sys
 
 from doom_a3c.config import TrainConfig
 from doom_a3c.summaries import reward_digits
@@ -72,3 +75,41 @@ def format_seeds(rows: list[dict], scenario: str, target: float) -> str:
                   f"{frames(s['median_frames'])} (fewest {frames(s['min_frames'])}, most {frames(s['max_frames'])}); "
                   f"minutes: median {minutes(s['median_minutes'])}"]
     return "\n".join(lines)
+
+
+USAGE = """Train one preset over several seeds and print the frames and minutes each needed to its target:
+    python scripts/seeds.py --scenario basic --seeds 5
+    python scripts/seeds.py --env CartPole-v1 --seeds 3 --lr 1e-3     # any training option applies to every run
+Seeds are --seed, --seed + 1000, ...; each run is a full training with its own TensorBoard run
+(runs/<scenario>/<run name>-seed<N>). Ctrl-C stops the current run and prints what was measured.
+"""
+
+
+def main(argv: list[str] | None = None, prog: str = "seeds.py") -> int:
+    """``seeds.py`` (``doom-a3c seeds``): the table (or JSON) of one preset over seeds; exit 2 on bad input."""
+    from doom_a3c.config import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(prog=prog, description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds [default: 5]")
+    parser.add_argument("--json", action="store_true", help="print the runs as JSON instead of a table")
+    add_config_arguments(parser, aliases={"scenario": ["--env"]})
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        print(f"{prog}: error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    from doom_a3c.backends import ClusterError
+    from doom_a3c.checkpoint import CheckpointError
+    from doom_a3c.envs import ScenarioError, load_env_spec
+    from doom_a3c.trainer import OutputError
+
+    try:
+        spec = load_env_spec(args.scenario or "basic")
+        cfg = config_from_args(args, spec.train)
+        cfg.scenario = spec.name
+        rows = run_seeds(cfg, spec, args.seeds)
+    except (ScenarioError, CheckpointError, OutputError, ClusterError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    target = cfg.target_reward if cfg.target_reward == cfg.target_reward else spec.target_reward
+    print(json.dumps(rows, indent=2) if args.json else format_seeds(rows, spec.name, target))
+    return 0

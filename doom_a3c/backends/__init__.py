@@ -46,7 +46,13 @@ class OptimizerStateError(ValueError):
 def make_backend(cfg, spec, model, optimizer_state: dict | None, frames: int, error_log: Path):
     """The backend ``cfg.ray`` asks for: local processes without it (Ray is not even imported)."""
     if cfg.ray:
-        from doom_a3c.backends.ray_cluster import RayWorkers
+        try:
+            from doom_a3c.backends.ray_cluster import RayWorkers
+        except ModuleNotFoundError as err:
+            if err.name != "ray":
+                raise
+            raise ClusterError("--ray needs Ray, which is not installed: pip install 'doom_a3c[ray]' "
+                               "(or pip install -r requirements.txt)") from err
 
         return RayWorkers(cfg, spec, model, optimizer_state, frames=frames, error_log=error_log)
     from doom_a3c.backends.local import LocalWorkers

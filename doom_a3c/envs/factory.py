@@ -53,6 +53,18 @@ def load_env_spec(name: str) -> EnvSpec:
                         "or any registered gymnasium id (see --list-envs)")
 
 
+def spec_of_checkpoint(saved: dict) -> EnvSpec:
+    """The spec a checkpoint's ``scenario`` record names (a game's id, a shipped scenario, or the scenario
+    file it was trained from where that file is still here)."""
+    if saved.get("env_id"):
+        return load_env_spec(saved["env_id"])
+    if saved.get("name") in known_scenarios():
+        return load_scenario(saved["name"])
+    if saved.get("source") and Path(saved["source"]).is_file():
+        return load_scenario(saved["source"])
+    raise ScenarioError(f"trained on '{saved.get('name')}', which is not known here; pass --env NAME_OR_PATH")
+
+
 def env_table(directory: Path = SCENARIOS_DIR) -> str:
     """The environments with shipped defaults, for ``--list-envs``."""
     rows = [("name", "kind", "target", "description")]

@@ -13,6 +13,7 @@ transformed (clipped, scaled) with the raw one in ``info["raw_reward"]``; ``info
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import tomllib
@@ -309,6 +310,8 @@ def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None
     try:
         base = gym.make(spec.env_id, render_mode=base_mode, **kwargs)
     except gym.error.Error as err:
+        if spec.env_id.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
+            raise ScenarioError(f"{spec.env_id}: Atari games need ale-py: pip install 'doom_a3c[atari]'") from err
         raise ScenarioError(f"{spec.env_id}: {err}") from err
     env: gym.Env = base
     if spec.atari:

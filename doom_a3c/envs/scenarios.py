@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCENARIOS_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+from doom_a3c.resources import SCENARIOS_DIR
 
 
 class ScenarioError(ValueError):
