@@ -30,6 +30,8 @@ import time
 
 import torch.multiprocessing as mp
 
+from doom_a3c.progress import phase
+
 
 def _stepper(spec, preprocess: bool, seed: int):
     """(step, close): ``step()`` takes one random action in the game, starting a new episode where one
@@ -190,9 +192,16 @@ def run(scenario: str, workers: int, seconds: float, warmup: float, ray: str = "
     from doom_a3c.envs import load_env_spec
 
     spec = load_env_spec(scenario)
+    phases = 4 if ray else 3
+    span = f"{workers} process{'es' if workers > 1 else ''}, {warmup:g} s of warm-up and {seconds:g} s measured"
+    phase(f"phase 1 of {phases}: the bare game ({span})...")
     raw = measure_game(spec, workers, seconds, warmup, preprocess=False)
+    phase(f"phase 2 of {phases}: the game with its preprocessing ({span})...")
     preprocessed = measure_game(spec, workers, seconds, warmup, preprocess=True)
+    phase(f"phase 3 of {phases}: training ({span}, and the start and stop of a run)...")
     training = measure_training(spec, workers, seconds, warmup)
+    if ray:
+        phase(f"phase 4 of {phases}: training with the workers as Ray actors ({span}, and Ray's start)...")
     on_ray = measure_training(spec, workers, seconds, warmup, ray=ray) if ray else None
     return {
         "scenario": spec.name,

@@ -62,11 +62,16 @@ def run_episode(env, model: ActorCritic | None, greedy: bool = True, record: boo
 def evaluate(env, model: ActorCritic | None, episodes: int, greedy: bool = True, record_first: bool = False,
              generator: torch.Generator | None = None,
              explainer: Explainer | None = None,
-             max_frames: int = 0) -> tuple[list[EpisodeResult], list[np.ndarray]]:
+             max_frames: int = 0, on_episode=None) -> tuple[list[EpisodeResult], list[np.ndarray]]:
     """Run ``episodes`` episodes; returns their results and the frames of the first if asked (explained
-    ones with an ``explainer``; the first ``max_frames`` where that is > 0)."""
-    results = [run_episode(env, model, greedy, record_first and i == 0, generator, explainer if i == 0 else None,
-                           max_frames) for i in range(episodes)]
+    ones with an ``explainer``; the first ``max_frames`` where that is > 0). ``on_episode(i, result)``
+    after each (i from 1)."""
+    results = []
+    for i in range(episodes):
+        results.append(run_episode(env, model, greedy, record_first and i == 0, generator,
+                                   explainer if i == 0 else None, max_frames))
+        if on_episode is not None:
+            on_episode(i + 1, results[-1])
     frames = results[0].frames if results else []
     for r in results:
         r.frames = []

@@ -16,6 +16,7 @@ from doom_a3c.evaluation import evaluate, summarize
 from doom_a3c.explain import Explainer, action_labels, colour_input
 from doom_a3c.messages import EnvRestarted
 from doom_a3c.model import ActorCritic
+from doom_a3c.progress import EpisodeProgress, on_terminal
 from doom_a3c.recording import write_gif
 from doom_a3c.summaries import Summaries
 
@@ -67,17 +68,20 @@ class Evaluator:
         self._env_starts += 1
         return make_env(self.spec, seed=seed, render_mode="rgb_array", engine_timeout=self.cfg.env_timeout)
 
-    def _play(self, weights: dict | None, episodes: int, record: bool):
+    def _play(self, weights: dict | None, episodes: int, record: bool, what: str = "evaluating"):
         """Episodes with ``weights`` (None: the random agent); a crashed game is replaced and they are
-        played again."""
+        played again. A long stretch says ``what`` and how far it got (on a terminal)."""
         if weights is not None:
             self.model.load_state_dict(weights)
         explainer = self._explainer() if record and weights is not None else None
         for attempt in (1, 2):
             try:
+                progress = EpisodeProgress(what, episodes, self.summaries.say, self.summaries.digits,
+                                           enabled=on_terminal(self.summaries.out))
                 played = evaluate(self.env, self.model if weights is not None else None, episodes,
                                   greedy=self.mode == "greedy", record_first=record, generator=self.generator,
-                                  explainer=explainer, max_frames=EXPLAINED_FRAMES if explainer else 0)
+                                  explainer=explainer, max_frames=EXPLAINED_FRAMES if explainer else 0,
+                                  on_episode=progress)
                 self._drawing = explainer.seconds if explainer else 0.0
                 return played
             except EngineError as err:
@@ -106,9 +110,10 @@ class Evaluator:
             return
         self.summaries.gif("eval/final_episode" if tag == "final" else "eval/episode", path, step)
 
-    def evaluate(self, weights: dict, episodes: int, gif_tag: str | None = None, step: int = 0) -> dict:
+    def evaluate(self, weights: dict, episodes: int, gif_tag: str | None = None, step: int = 0,
+                 what: str = "evaluating") -> dict:
         """``episodes`` episodes of ``weights``; a GIF of the first if tagged (logged at ``step`` frames)."""
-        results, frames = self._play(weights, episodes, record=gif_tag is not None)
+        results, frames = self._play(weights, episodes, record=gif_tag is not None, what=what)
         if gif_tag is not None and frames:
             self._gif(gif_tag, frames, step)
         return summarize(results)
@@ -116,7 +121,7 @@ class Evaluator:
     def random_baseline(self, episodes: int, step: int) -> None:
         """What "learned" is measured against: a uniformly random agent on the evaluation game."""
         self.env.action_space.seed(self.cfg.seed)
-        baseline = summarize(self._play(None, episodes, record=False)[0])
+        baseline = summarize(self._play(None, episodes, record=False, what="random agent")[0])
         self.reference = baseline["mean"]
         self.summaries.scalar("eval/random_baseline", baseline["mean"], step)
         d = self.summaries.digits
@@ -157,7 +162,7 @@ class Evaluator:
         if summary["mean"] >= self.target:
             self.summaries.say(f"evaluation {summary['mean']:.{self.summaries.digits}f} reached the target {self.target:g}; confirming "
                                f"over {cfg.final_eval_episodes} episodes")
-            results, gif_frames = self._play(weights, cfg.final_eval_episodes, record=True)
+            results, gif_frames = self._play(weights, cfg.final_eval_episodes, record=True, what="confirming")
             summary = summarize(results)
             if summary["mean"] >= self.target:
                 self._gif("final", gif_frames, frames)

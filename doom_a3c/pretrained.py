@@ -18,7 +18,9 @@ from pathlib import Path
 import torch
 
 from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from doom_a3c.progress import EpisodeProgress
 from doom_a3c.resources import PRETRAINED_DIR
+from doom_a3c.summaries import reward_digits
 
 MAX_BYTES = 3 * 1024**2  # Pong's network (the A3C paper's, 84x84 frames): its dense layer alone is 2.65 MB of float32
 EPISODES = 100
@@ -44,7 +46,9 @@ def play_score(spec, payload: dict, path: Path, episodes: int = EPISODES, seed: 
         model = model_from_checkpoint(payload, path, env.observation_space.shape, action_space=env.action_space)
         model.eval()
         greedy = spec.eval_mode == "greedy"
-        results, _ = play_episodes(env, model, episodes, greedy=greedy, seed=seed)  # Ctrl-C propagates
+        progress = EpisodeProgress(f"{spec.name}: scoring", episodes, digits=reward_digits(spec.target_reward))
+        results, _ = play_episodes(env, model, episodes, greedy=greedy, seed=seed,  # Ctrl-C propagates
+                                   on_episode=progress)
     finally:
         env.close()
     return {**summarize(results), "mode": "greedy" if greedy else "sampled", "seed": seed,

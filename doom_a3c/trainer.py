@@ -297,7 +297,7 @@ class Trainer:
                      f"final evaluation over {cfg.final_eval_episodes} episodes, {evaluator.mode} actions...")
             # The workers have stopped, so the evaluated weights are exactly what latest.pt holds.
             weights, _ = self.workers.snapshot()
-            final = evaluator.evaluate(weights, cfg.final_eval_episodes, "final", result.frames)
+            final = evaluator.evaluate(weights, cfg.final_eval_episodes, "final", result.frames, "final evaluation")
             evaluator.keep_if_best(final, weights, even_if_equal=True)
             self._save(self.latest_path, evaluation=evaluator.record_of(final))
         result.final_eval, result.best_eval = final, evaluator.best
