@@ -300,3 +300,35 @@ def test_the_progress_line_and_tensorboard_show_the_curriculum_stage(tmp_path):
     assert notes == [" | curriculum stage 1 of 2: skill 1", " | curriculum stage 2 of 2: skill 3", ""]
     assert [(e.step, e.value) for e in scalars(tmp_path / "run", "charts/curriculum_skill")] == [(0, 1), (2000, 3)]
     assert Trainer(TrainConfig(), load_scenario("basic"))._stage_note(0) == ""
+
+
+def test_a_carried_scenario_plays_on_a_machine_that_has_none_of_its_files(tmp_path):
+    """What the Ray backend sends to worker nodes: a scenario of the user's own (its TOML, .cfg and .wad in a
+    folder of theirs) carries its .cfg and the .wad the .cfg names; where that folder does not exist (another
+    machine; here, removed) the game is written into a folder of that machine's and plays from there."""
+    import shutil
+
+    import vizdoom
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    shutil.copy(Path(vizdoom.scenarios_path) / "basic.cfg", own / "mine.cfg")  # names basic.wad, beside it
+    shutil.copy(Path(vizdoom.scenarios_path) / "basic.wad", own / "basic.wad")
+    (own / "mine.toml").write_text('config = "mine.cfg"\nresolution = "RES_160X120"\nsize = [42, 42]\n')
+    spec = load_scenario(str(own / "mine.toml")).carried()
+    assert [name for name, _ in spec.files] == ["mine.cfg", "basic.wad"]
+    assert "files" not in spec.to_dict()  # checkpoints and logs keep paths, not the game's bytes
+    shutil.rmtree(own)
+
+    there = spec.on_this_machine()
+    assert Path(there.config).is_file() and not Path(there.config).is_relative_to(tmp_path)
+    assert (Path(there.config).parent / "basic.wad").read_bytes() == dict(spec.files)["basic.wad"]
+    assert spec.on_this_machine().config == there.config  # one folder per content, shared by every game
+    env = make_env(there, seed=0)
+    try:
+        obs, _ = env.reset(seed=0)
+        env.step(0)
+        assert obs.shape == env.observation_space.shape == (1, 42, 42)
+    finally:
+        env.close()
+    assert load_scenario("basic").on_this_machine() == load_scenario("basic")  # nothing carried: itself

@@ -334,7 +334,7 @@ class RayWorker:
         if cfg.cpu_affinity:
             pin_to_free_core(rank)  # before the games start: they inherit it
         self.handles = RemoteHandles(server, model_kwargs, *ray.get(server.start_from.remote()))
-        self.worker = Worker(rank, cfg, spec, self.handles)
+        self.worker = Worker(rank, cfg, spec.on_this_machine(), self.handles)  # its game files written here
 
     def run_for(self, seconds: float) -> tuple[list, int]:
         """Rollouts and updates for about ``seconds`` (one at least, none once the frame budget is spent);
@@ -381,7 +381,8 @@ class RayWorkers:
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec, model: ActorCritic, optimizer_state: dict | None = None,
                  frames: int = 0, error_log: Path | None = None):
-        self.cfg, self.spec, self.error_log = cfg, spec, error_log
+        # The spec carries its game files to the workers: a node may share no files with this machine.
+        self.cfg, self.spec, self.error_log = cfg, spec.carried(), error_log
         self.model_kwargs = model.model_kwargs()
         # A resumed Adam state that does not fit is bad input: found here, before Ray starts anything.
         load_optimizer_state(torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=False), optimizer_state, cfg.lr)

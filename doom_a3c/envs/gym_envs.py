@@ -66,6 +66,13 @@ class GymSpec:
         """Plain-data form for checkpoints and logs."""
         return dataclasses.asdict(self)
 
+    def carried(self) -> GymSpec:
+        """A gymnasium game is named by its id, which each machine resolves itself: nothing to carry."""
+        return self
+
+    def on_this_machine(self) -> GymSpec:
+        return self
+
 
 def env_name(env_id: str) -> str:
     """A name usable as a directory: ``ALE/Pong-v5`` -> ``ALE-Pong-v5``."""

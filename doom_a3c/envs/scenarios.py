@@ -7,8 +7,10 @@ Scenarios are data, not code (Sample Factory's ``DOOM_ENVS`` table): a user adds
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,9 @@ class ScenarioSpec:
     curriculum: tuple[tuple[int, int], ...] = ()
     train: dict[str, Any] = field(default_factory=dict)  # overrides of TrainConfig defaults
     source: str = ""  # the file this spec was read from
+    # The game's own files inside the spec, as (name, bytes): the .cfg and the files beside it that it names
+    # (its .wad). Empty but where ``carried`` filled it, for machines that share no files with this one.
+    files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:
@@ -81,11 +86,47 @@ class ScenarioSpec:
         return dataclasses.replace(self, doom_skill=self.curriculum[stage][1])
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (lists, numbers, strings) for checkpoints and logs."""
-        return dataclasses.asdict(self)
+        """Plain-data form (lists, numbers, strings) for checkpoints and logs (without carried files)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "files"}
+
+    def carried(self) -> ScenarioSpec:
+        """This spec with its game inside it: the .cfg and each file beside it that the .cfg names (its .wad),
+        so that a worker on a machine that has neither this checkout nor this Python environment (the bundled
+        scenarios live in vizdoom's own folder, wherever it is installed) can play it; see ``on_this_machine``.
+        Files the .cfg names by absolute path stay where they are: every machine needs them there."""
+        config = Path(self.config)
+        files = [(config.name, config.read_bytes())]
+        for line in config.read_text(errors="replace").splitlines():
+            key, equals, value = line.partition("=")
+            value = value.split("#")[0].strip()
+            named = config.parent / value
+            if (equals and value and not os.path.isabs(value) and ".." not in Path(value).parts
+                    and named.is_file() and named != config):
+                files.append((value, named.read_bytes()))
+        return dataclasses.replace(self, files=tuple(files))
+
+    def on_this_machine(self) -> ScenarioSpec:
+        """Where this spec carries its files, they are written into a folder of this machine's (one per content,
+        shared by every game here; written beside and renamed, so that games starting at once never read half
+        a file) and the spec plays them from there. Without carried files: the spec itself."""
+        if not self.files:
+            return self
+        digest = hashlib.sha256()
+        for name, data in self.files:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        folder = Path(tempfile.gettempdir()) / "doom_a3c-scenarios" / digest.hexdigest()[:16]
+        for name, data in self.files:
+            target = folder / name
+            if target.is_file() and target.read_bytes() == data:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        return dataclasses.replace(self, config=str(folder / self.files[0][0]))
 
 
-_KNOWN_KEYS = {f.name for f in dataclasses.fields(ScenarioSpec)} - {"name", "source"}
+_KNOWN_KEYS = {f.name for f in dataclasses.fields(ScenarioSpec)} - {"name", "source", "files"}
 EVAL_MODES = ("greedy", "sampled")
 RESIZE_MODES = ("area", "linear")
 _REQUIRED_KEYS = {"config"}
