@@ -204,3 +204,22 @@ def test_ray_missing_is_one_clear_line_with_the_install_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "doom_a3c.backends.ray_cluster", raising=False)
     with pytest.raises(ClusterError, match=r"pip install 'doom_a3c\[ray\]'"):
         make_backend(TrainConfig(ray="local"), None, None, None, 0, Path("errors.log"))
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path):
+    """The README's Python block, verbatim, in a fresh interpreter and a folder of its own: it trains basic to
+    its 100k-frame budget, loads the model it trained, plays it and drives the gymnasium id to an episode's end."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    example = next(block for block in blocks if "doom_a3c.train(" in block)
+    done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=HANG,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    stop, frames, _ = lines[-3].split()
+    assert stop in ("max_frames", "target") and int(frames) >= (100_000 if stop == "max_frames" else 1)
+    float(lines[-2])  # the trained agent's mean over 5 episodes
+    assert re.fullmatch(r"\{'r': -?[\d.]+, 'l': \d+\}", lines[-1]), lines[-1]
+    assert (tmp_path / "models" / "basic" / "best.pt").is_file()
