@@ -30,15 +30,20 @@ def __getattr__(name: str):
 
 
 def _register_envs() -> None:
-    """Each scenario file as the gymnasium id ``doom_a3c/<name>-v0`` (made by ``api.make_scenario_env``)."""
+    """Each Doom scenario file as the gymnasium id ``doom_a3c/<name>-v0`` (made by ``api.make_scenario_env``;
+    the other games have their own ids already)."""
     import gymnasium
 
     from doom_a3c.resources import SCENARIOS_DIR
 
     for path in sorted(SCENARIOS_DIR.glob("*.toml")):
         env_id = f"doom_a3c/{path.stem}-v0"
-        if env_id not in gymnasium.registry:
+        if env_id in gymnasium.registry:
+            continue
+        try:
             gymnasium.register(env_id, entry_point="doom_a3c.api:make_scenario_env", kwargs={"scenario": path.stem})
+        except gymnasium.error.Error:  # a file name gymnasium cannot take as an id ("my level.toml"): not one
+            continue
 
 
 _register_envs()

@@ -8,7 +8,7 @@
     agent = doom_a3c.Agent.load("basic")      # models/basic/best.pt if you trained one, else the shipped model
     print(agent.play(episodes=5)["mean"])
 
-    env = gymnasium.make("doom_a3c/basic-v0")   # every scenario file is a gymnasium id too
+    env = gymnasium.make("doom_a3c/basic-v0")   # every Doom scenario file is a gymnasium id too
     obs, _ = env.reset(seed=0)
     action, state = agent.act(obs)              # one step; pass ``state`` back in with the next observation
 
@@ -20,7 +20,6 @@ scenario) before anything starts.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,12 @@ import numpy as np
 import torch
 
 from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from doom_a3c.config import TrainConfig
+from doom_a3c.config import TrainConfig, apply_settings
 from doom_a3c.envs import load_env_spec, load_scenario, make_env, spec_of_checkpoint
 from doom_a3c.model import ActorCritic, State
-from doom_a3c.pretrained import pretrained_path, shipped_names
+from doom_a3c.pretrained import find_model, shipped_names
 from doom_a3c.trainer import TrainResult
+
 
 def settings(scenario: str = "basic", **options: Any) -> TrainConfig:
     """The settings ``train`` would run with: the defaults, then ``scenario``'s ``[train]`` preset, then
@@ -42,26 +42,9 @@ def settings(scenario: str = "basic", **options: Any) -> TrainConfig:
 
 
 def _config(spec, options: dict[str, Any]) -> TrainConfig:
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(options) - set(fields) - {"scenario"})
-    if unknown:
-        raise ValueError(f"unknown training option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                         f"the options are TrainConfig's fields ({', '.join(fields)})")
     cfg = TrainConfig()
-    for key, value in {**spec.train, **options}.items():
-        if key not in fields:
-            raise ValueError(f"{spec.name}'s [train] table: unknown setting '{key}'")
-        default = getattr(cfg, key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"{key} takes True or False, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
-            if not value.is_integer():
-                raise ValueError(f"{key} takes a whole number, got {value!r}")
-            value = int(value)
-        try:
-            setattr(cfg, key, type(default)(value))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{key} takes a {type(default).__name__}, got {value!r}") from err
+    apply_settings(cfg, spec.train, "scenario [train] table")
+    apply_settings(cfg, options, "doom_a3c.train")
     cfg.scenario = spec.name
     cfg.validate()
     return cfg
@@ -100,29 +83,25 @@ class Agent:
              greedy: bool | None = None, seed: int = 0) -> Agent:
         """A scenario or game name finds its model as ``play.py`` does (``<models_dir>/<name>/best.pt``,
         else the shipped one); a path to a ``.pt`` file loads that checkpoint, for the scenario it was
-        trained on. Raises ``FileNotFoundError`` where there is no model, ``CheckpointError`` for a file that
-        is not one."""
+        trained on. Raises ``FileNotFoundError`` where a scenario has no model, ``CheckpointError`` for a
+        ``.pt`` path that is missing or is not a model of this project, ``ScenarioError`` for an unknown name."""
         candidate = Path(name_or_path)
         if candidate.suffix == ".pt":
-            payload = load_checkpoint(candidate)
+            path, payload = candidate, load_checkpoint(candidate)
             spec = spec_of_checkpoint(payload["scenario"])
-            path = candidate
         else:
             spec = load_env_spec(str(name_or_path))
-            path = Path(models_dir) / spec.name / "best.pt"
-            if not path.is_file():
-                path = pretrained_path(spec.name)
-                if not path.is_file():
-                    raise FileNotFoundError(
-                        f"no model for {spec.name}: {Path(models_dir) / spec.name / 'best.pt'} does not exist and "
-                        f"none is shipped (shipped: {', '.join(shipped_names()) or 'none'}); "
-                        f"train one with doom_a3c.train({spec.name!r})")
+            path, _ = find_model(spec, models_dir)
+            if path is None:
+                raise FileNotFoundError(
+                    f"no model for {spec.name}: {Path(models_dir) / spec.name / 'best.pt'} does not exist and "
+                    f"none is shipped (shipped: {', '.join(shipped_names()) or 'none'}); "
+                    f"train one with doom_a3c.train({spec.name!r})")
             payload = load_checkpoint(path)
-        model = model_from_checkpoint(payload, path)
-        expected = tuple(spec.obs_shape) if hasattr(spec, "obs_shape") else None
-        if expected is not None and tuple(model.obs_shape) != expected:
-            raise CheckpointError(f"{path}: model expects observations of shape {tuple(model.obs_shape)}, "
-                                  f"but {spec.name} gives {expected}")
+        # Checked against the scenario as it is here: its frames' shape and its actions (a model trained
+        # before its scenario file changed would otherwise pick wrong actions).
+        model = model_from_checkpoint(payload, path, getattr(spec, "obs_shape", None),
+                                      getattr(spec, "num_actions", None))
         return cls(model, spec, path, payload, greedy=greedy, seed=seed)
 
     @property

@@ -18,6 +18,7 @@ Frames are environment steps x frame skip in every phase, so the ratios compare 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import math
@@ -342,12 +343,17 @@ def main(argv: list[str] | None = None, prog: str = "benchmark.py") -> int:
         print(f"{prog}: error: --workers, --senders and --seconds must be positive, --warmup 0 or more",
               file=sys.stderr)
         return 2
-    from doom_a3c.backends import ClusterError
+    from doom_a3c.backends import RAY_MISSING, ClusterError
     from doom_a3c.envs import ScenarioError
 
+    if (args.ray or args.parameter_server) and importlib.util.find_spec("ray") is None:
+        print(f"{prog}: error: {RAY_MISSING.replace('--ray', '--ray and --parameter-server')}", file=sys.stderr)
+        return 2
     try:
         figures = run(args.scenario, workers, args.seconds, args.warmup, ray=args.ray)
         if args.parameter_server:
+            phase(f"and the parameter server: {args.senders} synthetic workers, {args.warmup:g} s of warm-up and "
+                  f"{args.seconds:g} s measured...")
             figures["parameter_server"] = measure_parameter_server(
                 args.scenario, args.senders, args.seconds, args.warmup, figures["training_fps"] / workers)
     except (ScenarioError, ClusterError) as err:

@@ -185,14 +185,39 @@ def add_config_arguments(parser: argparse.ArgumentParser, aliases: dict[str, lis
         parser.add_argument(*flags, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
 
 
+def apply_settings(cfg: TrainConfig, settings: dict[str, Any], where: str) -> None:
+    """Set ``settings`` (option name -> value) on ``cfg``, each value checked against its option's type
+    (``where`` names their source in the errors): a scenario's ``[train]`` table and the Python API's
+    keywords go through here, so that both accept and refuse the same things."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in settings.items():
+        if key not in fields:
+            raise ValueError(f"{where}: unknown setting '{key}'")
+        default = getattr(cfg, key)
+        if key == "ray" and value is True:
+            value = "local"  # ray=True: a private Ray instance, as --ray alone
+        wrong = ""
+        if isinstance(default, bool):
+            wrong = "" if isinstance(value, bool) else "true or false"
+        elif isinstance(default, int):
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            wrong = "" if whole and not isinstance(value, bool) else "a whole number"
+            value = int(value) if not wrong else value
+        elif isinstance(default, float):
+            wrong = "" if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+            value = float(value) if not wrong else value
+        elif isinstance(default, str):
+            wrong = "" if isinstance(value, str) else "a string"
+        if wrong:
+            raise ValueError(f"{where}: {key} takes {wrong}, got {value!r}")
+        setattr(cfg, key, value)
+
+
 def config_from_args(args: argparse.Namespace, scenario_overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the scenario's [train] table, then the command line: the last one given wins."""
     cfg = TrainConfig()
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key, value in (scenario_overrides or {}).items():
-        if key not in names:
-            raise ValueError(f"scenario [train] table: unknown setting '{key}'")
-        setattr(cfg, key, type(getattr(cfg, key))(value))
+    apply_settings(cfg, scenario_overrides or {}, "scenario [train] table")
     for key in names:
         value = getattr(args, key, None)
         if value is not None:

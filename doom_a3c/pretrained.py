@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from doom_a3c.progress import EpisodeProgress
-from doom_a3c.resources import PRETRAINED_DIR
-from doom_a3c.summaries import reward_digits
+from doom_a3c.resources import IN_CHECKOUT, PRETRAINED_DIR
 
 MAX_BYTES = 3 * 1024**2  # Pong's network (the A3C paper's, 84x84 frames): its dense layer alone is 2.65 MB of float32
 EPISODES = 100
@@ -30,6 +30,16 @@ SEED = 0  # play.py's default seed
 def pretrained_path(name: str, directory: Path = PRETRAINED_DIR) -> Path:
     """Where the shipped model of scenario or game ``name`` lives (whether or not it exists)."""
     return directory / f"{name.replace('/', '-')}.pt"
+
+
+def find_model(spec, models_dir: str | Path = "models") -> tuple[Path | None, str]:
+    """The model ``play`` and ``Agent.load`` play for ``spec``, and what it is: ``<models_dir>/<name>/best.pt``
+    where one was trained, else the shipped one; (None, "") where there is neither."""
+    trained = Path(models_dir) / spec.name / "best.pt"
+    if trained.is_file():
+        return trained, "your best model"
+    shipped = pretrained_path(spec.name)
+    return (shipped, "the shipped model") if shipped.is_file() else (None, "")
 
 
 def shipped_names(directory: Path = PRETRAINED_DIR) -> list[str]:
@@ -46,6 +56,8 @@ def play_score(spec, payload: dict, path: Path, episodes: int = EPISODES, seed: 
         model = model_from_checkpoint(payload, path, env.observation_space.shape, action_space=env.action_space)
         model.eval()
         greedy = spec.eval_mode == "greedy"
+        from doom_a3c.summaries import reward_digits  # (tensorboard's writer: not on play's way)
+
         progress = EpisodeProgress(f"{spec.name}: scoring", episodes, digits=reward_digits(spec.target_reward))
         results, _ = play_episodes(env, model, episodes, greedy=greedy, seed=seed,  # Ctrl-C propagates
                                    on_episode=progress)
@@ -117,10 +129,10 @@ def table(directory: Path = PRETRAINED_DIR) -> str:
 
 USAGE = """Make the shipped models (models/pretrained/) from trained best.pt files:
 
-    python scripts/ship_models.py                       # every scenario or game with a models/<name>/best.pt
-    python scripts/ship_models.py basic take_cover --models-dir runs/results/models
+    %(prog)s                       # every scenario or game with a models/<name>/best.pt
+    %(prog)s basic take_cover --models-dir runs/results/models
 
-Each best.pt is played for 100 episodes exactly as `play.py --episodes 100` plays them; a model whose mean
+Each best.pt is played for 100 episodes exactly as `play --episodes 100` plays them; a model whose mean
 reaches its scenario's target is written as a weights-only checkpoint (under 3 MB) to
 models/pretrained/<name>.pt (with --below-target, one short of it too, marked so), and
 models/pretrained/README.md lists what is shipped and at what score.
@@ -134,7 +146,9 @@ def main(argv: list[str] | None = None, prog: str = "ship_models.py") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="scenarios or games (default: every one with a best.pt)")
     parser.add_argument("--models-dir", default="models", help="where <name>/best.pt are read from")
-    parser.add_argument("--out-dir", default=str(PRETRAINED_DIR),
+    # A checkout ships into its own models/pretrained/; an installed copy into ./models/pretrained, never into
+    # its installed package.
+    parser.add_argument("--out-dir", default=str(PRETRAINED_DIR if IN_CHECKOUT else Path("models", "pretrained")),
                         help="where the shipped models and their README go [default: models/pretrained]")
     parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes the score is measured over")
     parser.add_argument("--below-target", action="store_true",
@@ -144,6 +158,14 @@ def main(argv: list[str] | None = None, prog: str = "ship_models.py") -> int:
     names = args.names or sorted(p.parent.name for p in models.glob("*/best.pt") if p.parent.name != "pretrained")
     if not names:
         print(f"{prog}: error: no {models}/<name>/best.pt to ship; train one first", file=sys.stderr)
+        return 2
+    out = Path(args.out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        print(f"{prog}: error: --out-dir {out}: cannot write there ({err.strerror or err})", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     failed = False
@@ -159,9 +181,6 @@ def main(argv: list[str] | None = None, prog: str = "ship_models.py") -> int:
                 continue
             print(said, flush=True)
     finally:  # the table always describes what is in the folder, whatever stopped the loop
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         (out / "README.md").write_text(table(out))
         print(f"wrote {out / 'README.md'}")
     return 2 if failed else 0
-

@@ -12,6 +12,7 @@ target as reached only when every seed reaches it).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -24,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from doom_a3c.curves import scalars, smooth
+from doom_a3c.resources import CHECKOUT, IN_CHECKOUT
 from doom_a3c.summaries import reward_digits
 
-# The package's parent: the checkout, or site-packages in an installed copy (put on the runs' PYTHONPATH).
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 
 def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int) -> dict:
@@ -41,11 +41,13 @@ def run_scenario(name: str, runs_dir: Path, extra: list[str], seed: int) -> dict
     # would sit among the new.
     for stale in (runs_dir / name / run_name, models / name, frames / name):
         shutil.rmtree(stale, ignore_errors=True)
-    command = [sys.executable, "-m", "doom_a3c", "train", "--scenario", name, "--run-name", run_name,
+    command = [sys.executable, "-P", "-m", "doom_a3c", "train", "--scenario", name, "--run-name", run_name,
                "--runs-dir", str(runs_dir), "--models-dir", str(models), "--frames-dir", str(frames), *extra,
                "--seed", str(seed)]
-    print(f"== {name}: python {' '.join(command[1:])}", flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}
+    print(f"== {name}: python {' '.join(command[2:])}", flush=True)
+    env = dict(os.environ)
+    if IN_CHECKOUT:  # this checkout's package, not another copy (an installed one is found as it is here)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     for line in process.stdout:  # shown as it comes: a run takes minutes to an hour
@@ -283,10 +285,10 @@ def write_results(rows: list[dict], out_dir: Path) -> None:
 
 USAGE = """Train ViZDoom scenarios with their own defaults, one after the other, and publish what they reached:
 
-    python scripts/doom_results.py                            # every scenario but basic (hours on 2 cores)
-    python scripts/doom_results.py defend_the_center take_cover
-    python scripts/doom_results.py health_gathering --seeds 2    # seeds 1 and 1001, one row each
-    python scripts/doom_results.py --plot-only                # rewrite the table and plot from the saved rows
+    %(prog)s                            # every scenario but basic (hours on 2 cores)
+    %(prog)s defend_the_center take_cover
+    %(prog)s health_gathering --seeds 2    # seeds 1 and 1001, one row each
+    %(prog)s --plot-only                # rewrite the table and plot from the saved rows
 
 writes docs/doom_results.md (the table), docs/doom_results.json (its figures) and docs/doom_curves.png.
 """
@@ -310,6 +312,10 @@ def main(argv: list[str] | None = None, prog: str = "doom_results.py") -> int:
     parser.add_argument("--runs-dir", default="runs/results", help="the runs' TensorBoard logs and checkpoints")
     parser.add_argument("--plot-only", action="store_true", help="train nothing: rewrite from the saved rows")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("matplotlib") is None:  # found now, not after hours of training
+        print(f"{prog}: error: the curves need matplotlib: pip install 'matplotlib>=3.8' (the [plot] extra)",
+              file=sys.stderr)
+        return 2
     names = args.scenarios or [n for n in known_scenarios() if n != "basic"]
     try:
         for name in names:
@@ -339,4 +345,3 @@ def main(argv: list[str] | None = None, prog: str = "doom_results.py") -> int:
     write_results(rows, Path(args.out_dir))
     print(f"written: {Path(args.out_dir) / 'doom_results.md'}, {Path(args.out_dir) / 'doom_curves.png'}")
     return 0
-

@@ -78,8 +78,8 @@ def format_seeds(rows: list[dict], scenario: str, target: float) -> str:
 
 
 USAGE = """Train one preset over several seeds and print the frames and minutes each needed to its target:
-    python scripts/seeds.py --scenario basic --seeds 5
-    python scripts/seeds.py --env CartPole-v1 --seeds 3 --lr 1e-3     # any training option applies to every run
+    %(prog)s --scenario basic --seeds 5
+    %(prog)s --env CartPole-v1 --seeds 3 --lr 1e-3     # any training option applies to every run
 Seeds are --seed, --seed + 1000, ...; each run is a full training with its own TensorBoard run
 (runs/<scenario>/<run name>-seed<N>). Ctrl-C stops the current run and prints what was measured.
 """

@@ -27,7 +27,7 @@ def test_a_long_stretch_says_how_far_it_got_at_most_once_an_interval_and_not_aft
                      "confirming: 4/5 episodes, mean so far 2.5 | 00:26"]
 
 
-def test_progress_is_quiet_where_the_output_is_not_a_terminal():
+def test_progress_is_quiet_where_the_output_is_not_a_terminal(monkeypatch):
     lines, now = [], [0.0]
     progress = EpisodeProgress("final evaluation", 100, lines.append, interval=10, enabled=False,
                                clock=lambda: now[0])
@@ -35,7 +35,8 @@ def test_progress_is_quiet_where_the_output_is_not_a_terminal():
         now[0] += 60
         progress(episode, EpisodeResult(1.0, 10))
     assert lines == []
-    assert EpisodeProgress("x", 3).enabled is False  # pytest captures stdout: not a terminal
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # redirected, as pytest -s on a terminal would not be
+    assert EpisodeProgress("x", 3).enabled is False
 
     piped, terminal = io.StringIO(), Terminal()
     phase("phase 1 of 3: the bare game...", out=piped)

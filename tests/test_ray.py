@@ -308,7 +308,6 @@ def _can_hide_folders() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _can_hide_folders(), reason="needs mount namespaces (unshare --mount) to hide folders")
 def test_a_worker_node_that_shares_no_files_with_the_driver_trains_a_doom_scenario(tmp_path):
     """Ray's CLI as the README's cluster section tells a user (token authentication on): a head with no CPUs
     (the driver's machine: the parameter server only) and a second node started with `ray start --address`
@@ -322,6 +321,8 @@ def test_a_worker_node_that_shares_no_files_with_the_driver_trains_a_doom_scenar
 
     import vizdoom
 
+    if not _can_hide_folders():
+        pytest.skip("needs mount namespaces (unshare --mount) to hide folders from the worker node")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

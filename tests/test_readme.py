@@ -393,3 +393,27 @@ def test_every_toml_excerpt_matches_the_file_it_names():
 def test_the_readme_is_short():
     lines = _text(README).splitlines()
     assert 100 <= len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines (at most {MAX_README_LINES})"
+
+
+def test_every_doom_a3c_command_in_the_readme_exists_with_the_options_it_is_given():
+    """The installed command's lines (`doom-a3c train --scenario basic`): the command is one of `doom-a3c`'s
+    and each option is one that command's `--help` lists."""
+    from doom_a3c.cli import COMMANDS
+
+    found, problems, seen = 0, [], {}
+    for snippet in _code_snippets(_text(README)):
+        for match in re.finditer(r"\bdoom-a3c ([a-z][\w-]*)((?:\s+[^\s`#|;&]+)*)", snippet):
+            command, rest = match.group(1), match.group(2)
+            found += 1
+            if command not in COMMANDS:
+                problems.append(f"`doom-a3c {command}`: not a command ({', '.join(COMMANDS)})")
+                continue
+            if command not in seen:
+                done = subprocess.run([sys.executable, "-m", "doom_a3c", command, "--help"], cwd=ROOT, timeout=120,
+                                      capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+                assert done.returncode == 0, done.stderr[-2000:]
+                seen[command] = set(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", done.stdout))
+            problems += [f"`doom-a3c {command} {option}`: no such option" for option in re.findall(r"--[\w-]+", rest)
+                         if option not in seen[command]]
+    assert not problems, "\n".join(problems)
+    assert found >= 3, found

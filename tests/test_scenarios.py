@@ -302,7 +302,7 @@ def test_the_progress_line_and_tensorboard_show_the_curriculum_stage(tmp_path):
     assert Trainer(TrainConfig(), load_scenario("basic"))._stage_note(0) == ""
 
 
-def test_a_carried_scenario_plays_on_a_machine_that_has_none_of_its_files(tmp_path):
+def test_a_carried_scenario_plays_on_a_machine_that_has_none_of_its_files(tmp_path, monkeypatch):
     """What the Ray backend sends to worker nodes: a scenario of the user's own (its TOML, .cfg and .wad in a
     folder of theirs) carries its .cfg and the .wad the .cfg names; where that folder does not exist (another
     machine; here, removed) the game is written into a folder of that machine's and plays from there."""
@@ -310,6 +310,8 @@ def test_a_carried_scenario_plays_on_a_machine_that_has_none_of_its_files(tmp_pa
 
     import vizdoom
 
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "machine"))  # this test's own "/tmp"
+    (tmp_path / "machine").mkdir()
     own = tmp_path / "mine"
     own.mkdir()
     shutil.copy(Path(vizdoom.scenarios_path) / "basic.cfg", own / "mine.cfg")  # names basic.wad, beside it
@@ -321,7 +323,7 @@ def test_a_carried_scenario_plays_on_a_machine_that_has_none_of_its_files(tmp_pa
     shutil.rmtree(own)
 
     there = spec.on_this_machine()
-    assert Path(there.config).is_file() and not Path(there.config).is_relative_to(tmp_path)
+    assert Path(there.config).is_file() and Path(there.config).is_relative_to(tmp_path / "machine")
     assert (Path(there.config).parent / "basic.wad").read_bytes() == dict(spec.files)["basic.wad"]
     assert spec.on_this_machine().config == there.config  # one folder per content, shared by every game
     env = make_env(there, seed=0)

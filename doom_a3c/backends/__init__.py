@@ -35,6 +35,10 @@ class WorkersFailing(RuntimeError):
     was lost."""
 
 
+# What to install for --ray: Ray itself (a checkout's requirements.txt pins it; an install's [ray] extra).
+RAY_MISSING = "--ray needs Ray, which is not installed: pip install 'ray>=2.60,<3' (or pip install -r requirements.txt)"
+
+
 class ClusterError(ValueError):
     """A --ray address that cannot be reached, or a cluster too small for --workers: found before training."""
 
@@ -51,8 +55,7 @@ def make_backend(cfg, spec, model, optimizer_state: dict | None, frames: int, er
         except ModuleNotFoundError as err:
             if err.name != "ray":
                 raise
-            raise ClusterError("--ray needs Ray, which is not installed: pip install 'doom_a3c[ray]' "
-                               "(or pip install -r requirements.txt)") from err
+            raise ClusterError(RAY_MISSING) from err
 
         return RayWorkers(cfg, spec, model, optimizer_state, frames=frames, error_log=error_log)
     from doom_a3c.backends.local import LocalWorkers

@@ -92,7 +92,9 @@ def _connect(address: str, workers: int) -> None:
     try:
         # The package travels to every node with the job; each node needs the requirements installed.
         with _native_stderr_held() as held:
-            ray.init(address=address, runtime_env={"py_modules": [str(Path(doom_a3c.__file__).resolve().parent)]},
+            ray.init(address=address, runtime_env={"py_modules": [str(Path(doom_a3c.__file__).resolve().parent)],
+                                                   # the workers need neither the shipped models nor caches
+                                                   "excludes": ["pretrained_models/", "__pycache__/"]},
                      **options)
     except (ConnectionError, RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0]

@@ -238,9 +238,10 @@ class DoomEnv(gym.Env):
 
     def _observe(self) -> np.ndarray:
         state = self.game.get_state()
-        if state is not None:  # None once the episode has finished: keep the last frame
-            self._frame = state.screen_buffer
-            self._obs = preprocess_frame(self._frame, self.scenario)
+        if state is None:  # the episode has finished: the last frame again, as an array of its own (a caller
+            return self._obs.copy()  # may keep each observation, as gymnasium's contract allows)
+        self._frame = state.screen_buffer
+        self._obs = preprocess_frame(self._frame, self.scenario)
         return self._obs
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

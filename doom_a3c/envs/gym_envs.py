@@ -318,7 +318,9 @@ def make_gym_env(spec: GymSpec, seed: int | None = None, render_mode: str | None
         base = gym.make(spec.env_id, render_mode=base_mode, **kwargs)
     except gym.error.Error as err:
         if spec.env_id.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
-            raise ScenarioError(f"{spec.env_id}: Atari games need ale-py: pip install 'doom_a3c[atari]'") from err
+            raise ScenarioError(f"{spec.env_id}: Atari games need ale-py: pip install 'ale-py>=0.10,<0.13'") from err
+        if isinstance(err, gym.error.DependencyNotInstalled) and "box2d" in str(err).lower():
+            raise ScenarioError(f"{spec.env_id}: Box2D games need box2d: pip install 'box2d>=2.3.10'") from err
         raise ScenarioError(f"{spec.env_id}: {err}") from err
     env: gym.Env = base
     if spec.atari:

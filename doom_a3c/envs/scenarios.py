@@ -114,7 +114,12 @@ class ScenarioSpec:
         digest = hashlib.sha256()
         for name, data in self.files:
             digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        folder = Path(tempfile.gettempdir()) / "doom_a3c-scenarios" / digest.hexdigest()[:16]
+        # A folder of this user's own (another user's files, or links, never take its place).
+        user_folder = Path(tempfile.gettempdir()) / f"doom_a3c-scenarios-{os.getuid()}"
+        user_folder.mkdir(mode=0o700, exist_ok=True)
+        if user_folder.is_symlink() or user_folder.stat().st_uid != os.getuid():
+            raise ScenarioError(f"{user_folder} is not this user's own folder: remove it")
+        folder = user_folder / digest.hexdigest()[:16]
         for name, data in self.files:
             target = folder / name
             if target.is_file() and target.read_bytes() == data:
