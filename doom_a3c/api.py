@@ -55,8 +55,15 @@ def train(scenario: str = "basic", **options: Any) -> TrainResult:
     ``"CartPole-v1"``, or a scenario file's path) with its preset and ``options``; blocks until a target,
     a budget or Ctrl-C stops it, and returns how it ended (``TrainResult``: stop_reason, frames, seconds,
     final_eval, run_dir, checkpoint_dir, gifs)."""
+    import multiprocessing
+
     from doom_a3c.trainer import Trainer
 
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A worker process starting runs the calling script's top level again: without a __main__ guard that
+        # would train again in every worker. Said in one line instead of multiprocessing's page of text.
+        raise RuntimeError("doom_a3c.train() starts worker processes, which import your script again: call it "
+                           "under `if __name__ == \"__main__\":`")
     spec = load_env_spec(scenario)
     return Trainer(_config(spec, options), spec).train()
 

@@ -218,14 +218,16 @@ def test_ray_missing_is_one_clear_line_with_the_install_command(monkeypatch):
 
 @pytest.mark.slow
 def test_the_readmes_python_example_runs_as_written(tmp_path):
-    """The README's Python block, verbatim, in a fresh interpreter and a folder of its own: it trains basic to
-    its 100k-frame budget, loads the model it trained, plays it and drives the gymnasium id to an episode's end."""
+    """The README's Python block, verbatim, as a script file in a folder of its own: it trains basic to
+    its 100k-frame budget (or its target), loads the model it trained, plays it and drives the gymnasium id to an episode's end."""
     import re
 
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     example = next(block for block in blocks if "doom_a3c.train(" in block)
-    done = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, timeout=HANG,
+    script = tmp_path / "example.py"  # a file, as a user runs it: worker processes import it again
+    script.write_text(example)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=HANG,
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
@@ -234,3 +236,14 @@ def test_the_readmes_python_example_runs_as_written(tmp_path):
     float(lines[-2])  # the trained agent's mean over 5 episodes
     assert re.fullmatch(r"\{'r': -?[\d.]+, 'l': \d+\}", lines[-1]), lines[-1]
     assert (tmp_path / "models" / "basic" / "best.pt").is_file()
+
+
+def test_train_from_a_script_without_a_main_guard_is_one_clear_error(tmp_path):
+    """A worker process imports the script again; without `if __name__ == "__main__":` that would be a second
+    training in each worker: it is refused in one line that says what to write."""
+    script = tmp_path / "unguarded.py"
+    script.write_text('import doom_a3c\ndoom_a3c.train("CartPole-v1", max_frames=2000, workers=1, '
+                      'baseline_episodes=0, final_eval_episodes=1)\n')
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=HANG,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert 'call it under `if __name__ == "__main__":`' in done.stdout + done.stderr
