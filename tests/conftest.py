@@ -230,3 +230,17 @@ class ScriptRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def wait_for_port(process: subprocess.Popen, port: int, what: str) -> None:
+    """Wait until ``process`` (a server being started) answers on 127.0.0.1:``port``; fail if it exits first
+    or HANG passes."""
+    import socket
+
+    deadline = time.monotonic() + HANG
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, f"{what} did not come up"
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        time.sleep(0.5)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANG, ROOT
+from conftest import HANG, ROOT, wait_for_port
 from doom_a3c.checkpoint import load_checkpoint
 
 pytest.importorskip("ray")
@@ -67,13 +67,8 @@ def test_a_worker_node_that_shares_no_files_with_the_driver_trains_a_doom_scenar
     try:
         head = start([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "0", "--include-dashboard=false",
                       *common])
+        wait_for_port(head, port, "ray start --head")
         deadline = time.monotonic() + HANG
-        while True:  # the head's port answers once its control plane is up
-            assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            time.sleep(0.5)
         node = start(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
                       f"{hide} && exec '{ray_cli}' start --address {address} --num-cpus 2 {' '.join(common)}"])
         while True:  # the node has joined once the cluster counts its two CPUs

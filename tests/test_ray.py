@@ -18,7 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import HANG, ROOT, ScriptRun, run_script
+from conftest import HANG, ROOT, ScriptRun, run_script, wait_for_port
 from doom_a3c.checkpoint import load_checkpoint
 
 ray = pytest.importorskip("ray")
@@ -262,13 +262,7 @@ def test_a_cluster_started_with_rays_cli_and_token_authentication_trains_with_it
                             env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + HANG
-        while True:  # the head's port answers once its control plane is up
-            assert head.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            time.sleep(0.5)
+        wait_for_port(head, port, "ray start --head")
         address = f"127.0.0.1:{port}"
         args = ("--env", "CartPole-v1", "--workers", "2", "--max-frames", "2000", "--baseline-episodes", "1",
                 "--final-eval-episodes", "1")
