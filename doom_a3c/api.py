@@ -30,7 +30,7 @@ from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_che
 from doom_a3c.config import TrainConfig, apply_settings
 from doom_a3c.envs import load_env_spec, load_scenario, make_env, spec_of_checkpoint
 from doom_a3c.model import ActorCritic, State
-from doom_a3c.pretrained import find_model, shipped_names
+from doom_a3c.pretrained import find_model, no_model
 from doom_a3c.trainer import TrainResult
 
 
@@ -100,10 +100,7 @@ class Agent:
             spec = load_env_spec(str(name_or_path))
             path, _ = find_model(spec, models_dir)
             if path is None:
-                raise FileNotFoundError(
-                    f"no model for {spec.name}: {Path(models_dir) / spec.name / 'best.pt'} does not exist and "
-                    f"none is shipped (shipped: {', '.join(shipped_names()) or 'none'}); "
-                    f"train one with doom_a3c.train({spec.name!r})")
+                raise FileNotFoundError(no_model(spec, models_dir, f"doom_a3c.train({spec.name!r})"))
             payload = load_checkpoint(path)
         # Checked against the scenario as it is here: its frames' shape and its actions (a model trained
         # before its scenario file changed would otherwise pick wrong actions).

@@ -132,12 +132,13 @@ def play_main(argv: list[str] | None = None, prog: str = "play.py") -> int:
         return _fail(parser.prog, "--explain draws into the GIF of a trained agent: give --gif PATH (and no --random)")
 
     from doom_a3c.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-    from doom_a3c.pretrained import find_model, shipped_names, short_of
+    from doom_a3c.pretrained import find_model, no_model, short_of
     from doom_a3c.envs import (DisplayError, ScenarioError, WindowClosed, has_display, load_env_spec, make_env,
                                spec_of_checkpoint)
 
+    installed = parser.prog.startswith("doom-a3c")  # the hints name the commands the user is running
     if args.render and not has_display():
-        command = parser.prog if parser.prog.startswith("doom-a3c") else "python scripts/play.py"
+        command = parser.prog if installed else "python scripts/play.py"
         return _fail(parser.prog, "--render needs a display and none was found; run it under a virtual one "
                                   f"(xvfb-run -a {command} --render) or record with --gif PATH")
     payload, path = None, None
@@ -148,11 +149,8 @@ def play_main(argv: list[str] | None = None, prog: str = "play.py") -> int:
             spec = load_env_spec(args.env or "basic")
             path, which = find_model(spec, args.models_dir)
             if path is None:
-                train = "doom-a3c train" if parser.prog.startswith("doom-a3c") else "python scripts/train.py"
-                return _fail(parser.prog, f"no model for {spec.name}: {Path(args.models_dir) / spec.name / 'best.pt'} "
-                                          f"does not exist and none is shipped (shipped: "
-                                          f"{', '.join(shipped_names()) or 'none'}); train one with "
-                                          f"`{train} --env {args.env or spec.name}`")
+                train = "doom-a3c train" if installed else "python scripts/train.py"
+                return _fail(parser.prog, no_model(spec, args.models_dir, f"`{train} --env {args.env or spec.name}`"))
             if path.is_relative_to(Path.cwd()):  # as the user would type it
                 path = path.relative_to(Path.cwd())
             payload = load_checkpoint(path)

@@ -42,6 +42,12 @@ def find_model(spec, models_dir: str | Path = "models") -> tuple[Path | None, st
     return (shipped, "the shipped model") if shipped.is_file() else (None, "")
 
 
+def no_model(spec, models_dir: str | Path, train_with: str) -> str:
+    """What ``find_model`` finding nothing means, and ``train_with`` (a command or a call) to make one."""
+    return (f"no model for {spec.name}: {Path(models_dir) / spec.name / 'best.pt'} does not exist and none is "
+            f"shipped (shipped: {', '.join(shipped_names()) or 'none'}); train one with {train_with}")
+
+
 def shipped_names(directory: Path = PRETRAINED_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.pt"))
 

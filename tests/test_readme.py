@@ -16,7 +16,8 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import HANG, ROOT
+
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
@@ -129,7 +130,7 @@ def test_each_docs_page_the_readme_links_to_has_a_title_and_links_back():
 def _help_options(name: str) -> frozenset[str]:
     """The options ``scripts/NAME.py`` accepts, read from the option lines of its ``--help``."""
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=HANG, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, f"scripts/{name}.py --help failed:\n{done.stderr[-2000:]}"
     options = set()
     for line in done.stdout.splitlines():
@@ -409,7 +410,7 @@ def test_every_doom_a3c_command_in_the_readme_exists_with_the_options_it_is_give
                 problems.append(f"`doom-a3c {command}`: not a command ({', '.join(COMMANDS)})")
                 continue
             if command not in seen:
-                done = subprocess.run([sys.executable, "-m", "doom_a3c", command, "--help"], cwd=ROOT, timeout=120,
+                done = subprocess.run([sys.executable, "-m", "doom_a3c", command, "--help"], cwd=ROOT, timeout=HANG,
                                       capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
                 assert done.returncode == 0, done.stderr[-2000:]
                 seen[command] = set(re.findall(r"(?<![\w-])--[A-Za-z][\w-]*", done.stdout))
